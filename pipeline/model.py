@@ -1,0 +1,121 @@
+"""The domain model: frozen values shared by the rules, the stages and the store.
+
+Nothing here does I/O. A `Mail` is what the rules see of a message; a `MailRef` is how a
+source names the item in the queue folder; a `Decision` is what the rules say about it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+#: NAV's "Search E-Mail" is Text[80]: a longer address can never match anything.
+MAX_ADDRESS_CHARS = 80
+#: NAV's Description and Subject fields are Text[100].
+MAX_DESCRIPTION_CHARS = 100
+
+
+class Outcome(enum.StrEnum):
+    """What happened to one queue message. Values are metric labels and DB values."""
+
+    LOGGED = "logged"
+    SENSITIVE = "sensitive"
+    EXCLUDED = "excluded"
+    DRAFT = "draft"
+    NO_PARTIES = "no_parties"
+    DUPLICATE = "duplicate"
+    ADDRESS_TOO_LONG = "address_too_long"
+    UNREGISTERED = "unregistered"
+    #: Not a rule: the message could not be processed after bounded retries (left in the queue).
+    FAILED = "failed"
+
+
+class Sensitivity(enum.StrEnum):
+    NORMAL = "normal"
+    PERSONAL = "personal"
+    PRIVATE = "private"
+    CONFIDENTIAL = "confidential"
+
+
+class Direction(enum.StrEnum):
+    """NAV's Information Flow."""
+
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+class InitiatedBy(enum.StrEnum):
+    US = "us"
+    THEM = "them"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A mailbox: `email` is the bare address as written (may be empty); see `key`."""
+
+    email: str
+    name: str = ""
+
+    @property
+    def key(self) -> str:
+        """The comparison key: the bare address, case-folded the way NAV's Search E-Mail is."""
+        return self.email.strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """What the rules need to know of one message (parsed from MIME or from EWS properties)."""
+
+    message_id: str | None
+    content_hash: str
+    subject: str = ""
+    sender: Address | None = None
+    to: tuple[Address, ...] = ()
+    cc: tuple[Address, ...] = ()
+    sensitivity: Sensitivity = Sensitivity.NORMAL
+    is_draft: bool = False
+    sent_at: datetime | None = None
+    received_at: datetime | None = None
+
+    @property
+    def dedupe_key(self) -> str:
+        """Internet Message-ID, or the content hash when the message has none."""
+        return self.message_id if self.message_id else f"sha256:{self.content_hash}"
+
+
+@dataclass(frozen=True, slots=True)
+class MailRef:
+    """An item in the source's queue folder. `received_at` is when it reached the queue."""
+
+    item_id: str
+    changekey: str | None = None
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One Interaction Log Entry to write (entry no. and template fields are set by the store)."""
+
+    contact_no: str
+    contact_company_no: str
+    contact_alt_address_code: str
+    salesperson_code: str
+    information_flow: Direction
+    initiated_by: InitiatedBy
+    interaction_at: datetime | None
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The rules' verdict: which rule fired (`rule` is a human sentence) and what to write."""
+
+    outcome: Outcome
+    rule: str
+    direction: Direction | None = None
+    entries: tuple[Entry, ...] = field(default=())
+
+    @property
+    def is_logged(self) -> bool:
+        return self.outcome is Outcome.LOGGED
