@@ -91,6 +91,11 @@ CREATE TABLE disposal_log (
     stored_message_id bigint REFERENCES stored_message (id)
 );
 CREATE INDEX disposal_log_time ON disposal_log (disposed_at);
+-- A queue item is disposed of once: recording is idempotent across crashes and restarts
+-- (ON CONFLICT DO NOTHING). 'failed' rows don't count: the item stays in the queue and may
+-- succeed later.
+CREATE UNIQUE INDEX disposal_log_once ON disposal_log (mailbox, queue_item_id)
+    WHERE outcome <> 'failed';
 
 -- A running service reloads its in-memory directory when these tables change.
 CREATE FUNCTION emaillog_notify_directory() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -1,0 +1,91 @@
+"""Mail sources: where queue messages come from and where they go.
+
+`MailSource` is the seam between the pipeline and a mail system. `ews.EwsSource` is the
+first adapter (Exchange Web Services through exchangelib); Microsoft Graph and IMAP can
+follow as peers. The pipeline knows nothing of EWS: it sees `MailRef`s arriving, fetches
+them in batches as `Fetched`, and asks the source to move or dispose of them in batches.
+
+Batch methods return one result per input, in input order: a value, or the exception for
+that item (an `ItemGone`, a `Retryable`, ...). They raise only when the whole call failed
+(`Throttled`, `SourceUnavailable`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from pipeline.model import Mail, MailRef
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A queue item with what the rules need to know of it."""
+
+    ref: MailRef
+    mail: Mail
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """Where a logged message now lives. `item_id` is None when the server returns no id
+    (moves into a public folder); `web_link` is an OWA link when the server gives one."""
+
+    item_id: str | None
+    web_link: str | None = None
+
+
+class Disposal(enum.Enum):
+    """How a non-logged message leaves the queue (EMAILLOG_DISPOSAL)."""
+
+    HARD_DELETE = "delete"
+    TRASH = "trash"
+    MOVE = "move"
+
+
+class MailSource(Protocol):
+    """A queue folder and its storage folder in one mailbox (or in public folders)."""
+
+    @property
+    def mailbox(self) -> str:
+        """The mailbox (or 'public') the journal keys stored messages by."""
+        ...
+
+    @property
+    def connected(self) -> bool:
+        """True while the source holds a live subscription."""
+        ...
+
+    async def open(self) -> None:
+        """Connect, resolve the folders; raise FolderNotFound / SourceUnavailable."""
+        ...
+
+    async def close(self) -> None: ...
+
+    def arrivals(self) -> AsyncIterator[MailRef]:
+        """Every item in the queue folder, now and later, forever: subscribe first, then
+        catch up on what is already there, then follow the stream; resubscribe and catch up
+        again whenever the subscription is lost. May repeat an item; never skips one."""
+        ...
+
+    async def backlog(self) -> int:
+        """How many items the queue folder holds right now."""
+        ...
+
+    async def fetch(self, refs: Sequence[MailRef]) -> list[Fetched | Exception]: ...
+
+    async def move_to_storage(self, refs: Sequence[MailRef]) -> list[Stored | Exception]: ...
+
+    async def dispose(
+        self, refs: Sequence[MailRef], how: Disposal
+    ) -> list[None | Exception]: ...
+
+    async def find_in_queue(self, message_id: str) -> list[MailRef]:
+        """Queue items with this Internet Message-ID (for the reconciler)."""
+        ...
+
+    async def find_in_storage(self, message_id: str) -> list[Stored]:
+        """Storage items with this Internet Message-ID (for the reconciler)."""
+        ...
