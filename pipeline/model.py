@@ -7,6 +7,7 @@ source names the item in the queue folder; a `Decision` is what the rules say ab
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -14,6 +15,17 @@ from datetime import datetime
 MAX_ADDRESS_CHARS = 80
 #: NAV's Description and Subject fields are Text[100].
 MAX_DESCRIPTION_CHARS = 100
+#: A Message-ID longer than this (UTF-8 bytes) is deduplicated by its hash: PostgreSQL cannot
+#: index a btree key over ~2700 bytes, and nobody legitimately writes such an id.
+MAX_MESSAGE_KEY_BYTES = 1000
+
+
+def address_key(email: str) -> str:
+    """The comparison key of a bare address: trimmed and lowercased (NAV's Search E-Mail).
+
+    The one place that defines address equality: mail parties and directory rows both use it.
+    """
+    return email.strip().lower()
 
 
 class Outcome(enum.StrEnum):
@@ -60,7 +72,7 @@ class Address:
     @property
     def key(self) -> str:
         """The comparison key: the bare address, case-folded the way NAV's Search E-Mail is."""
-        return self.email.strip().lower()
+        return address_key(self.email)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +92,16 @@ class Mail:
 
     @property
     def dedupe_key(self) -> str:
-        """Internet Message-ID, or the content hash when the message has none."""
-        return self.message_id if self.message_id else f"sha256:{self.content_hash}"
+        """Internet Message-ID, or the content hash when the message has none.
+
+        An absurdly long Message-ID is replaced by its own hash so the key stays indexable.
+        """
+        if not self.message_id:
+            return f"sha256:{self.content_hash}"
+        encoded = self.message_id.encode("utf-8", "surrogatepass")
+        if len(encoded) > MAX_MESSAGE_KEY_BYTES:
+            return f"mid-sha256:{hashlib.sha256(encoded).hexdigest()}"
+        return self.message_id
 
 
 @dataclass(frozen=True, slots=True)
