@@ -45,6 +45,34 @@ class Disposal(enum.Enum):
     MOVE = "move"
 
 
+class SourceEvents(Protocol):
+    """Hooks a source calls on the event loop thread (never from its worker threads), so
+    the service can feed metrics without the source importing them. Keep them cheap."""
+
+    def on_connected(self, connected: bool) -> None:
+        """The subscription went live (True) or was lost (False); called on changes only."""
+
+    def on_reconnect(self) -> None:
+        """A new subscription replaced a lost one (not called for the first)."""
+
+    def on_throttled(self, seconds: float) -> None:
+        """The server asked us to back off `seconds`: once per ErrorServerBusy the source
+        sees, whether it waited itself (the stream) or raised `Throttled` to the caller."""
+
+
+class NoEvents:
+    """The default `SourceEvents`: ignores everything."""
+
+    def on_connected(self, connected: bool) -> None:
+        pass
+
+    def on_reconnect(self) -> None:
+        pass
+
+    def on_throttled(self, seconds: float) -> None:
+        pass
+
+
 class MailSource(Protocol):
     """A queue folder and its storage folder in one mailbox (or in public folders)."""
 
@@ -78,9 +106,7 @@ class MailSource(Protocol):
 
     async def move_to_storage(self, refs: Sequence[MailRef]) -> list[Stored | Exception]: ...
 
-    async def dispose(
-        self, refs: Sequence[MailRef], how: Disposal
-    ) -> list[None | Exception]: ...
+    async def dispose(self, refs: Sequence[MailRef], how: Disposal) -> list[Exception | None]: ...
 
     async def find_in_queue(self, message_id: str) -> list[MailRef]:
         """Queue items with this Internet Message-ID (for the reconciler)."""

@@ -1,0 +1,166 @@
+"""Building the exchangelib Account and resolving folder paths (blocking; run in a worker).
+
+Every choice here avoids a known exchangelib trap (../shared/research/ews-exchangelib.md):
+explicit `auth_type` and `version` (no probe requests), explicit `access_type` (with
+`config=` alone it silently defaults to impersonation), `max_connections` sized for the
+stream plus the workers (the default pool of ONE connection deadlocks as soon as a stream
+holds it), FailFast (we retry ourselves; FaultTolerance would sleep inside our workers),
+and `//` folder navigation (`/` would fill the whole folder cache of the mailbox).
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from exchangelib import (
+    BASIC,
+    DELEGATE,
+    IMPERSONATION,
+    NTLM,
+    OAUTH2,
+    Account,
+    Build,
+    Configuration,
+    Credentials,
+    FailFast,
+    Identity,
+    OAuth2Credentials,
+    Version,
+)
+from exchangelib.errors import ErrorFolderNotFound
+from exchangelib.protocol import BaseProtocol, NoVerifyHTTPAdapter, Protocol
+from exchangelib.transport import NOAUTH
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, FolderNotFound
+
+PUBLIC_PREFIX = "public:"
+#: Connections beyond the stream and the workers: the close-time Unsubscribe and a call
+#: racing a stream reconnect must never wait for a session.
+SPARE_CONNECTIONS = 1
+
+
+@dataclass(frozen=True, slots=True)
+class FolderPath:
+    """A configured folder: path parts under msgfolderroot, or under public folders."""
+
+    public: bool
+    parts: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, raw: str) -> FolderPath:
+        """ "Email Logging/Queue" or "public:/Email Logging/Queue" (leading "/" optional)."""
+        text = raw.strip()
+        public = text.lower().startswith(PUBLIC_PREFIX)
+        if public:
+            text = text[len(PUBLIC_PREFIX) :]
+        parts = tuple(p.strip() for p in text.split("/") if p.strip())
+        if not parts:
+            raise ConfigError([f"folder path {raw!r} names no folder"])
+        return cls(public=public, parts=parts)
+
+    def __str__(self) -> str:
+        return (PUBLIC_PREFIX + "/" if self.public else "") + "/".join(self.parts)
+
+
+class _OAuth2CredentialsAt(OAuth2Credentials):  # type: ignore[misc]
+    """OAuth2 client credentials with the token endpoint overridden (tests, sovereign clouds)."""
+
+    def __init__(self, *, token_url: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._token_url_override = token_url
+
+    @property
+    def token_url(self) -> str:
+        return self._token_url_override
+
+
+def _build(version: str) -> Any:
+    numbers = [int(n) for n in version.split(".") if n.strip()]
+    if not 1 <= len(numbers) <= 4:
+        raise ConfigError([f"EMAILLOG_EWS_VERSION: expected like 15.1, got {version!r}"])
+    return Build(*numbers)
+
+
+def configuration(settings: Settings) -> tuple[Any, Any]:
+    """The exchangelib Configuration and the access type for these settings."""
+    auth = settings.ews_auth
+    credentials: Any
+    if auth == "oauth2":
+        oauth_args: dict[str, Any] = {
+            "client_id": settings.ews_client_id,
+            "client_secret": settings.ews_client_secret,
+            "tenant_id": settings.ews_tenant_id,
+            "identity": Identity(primary_smtp_address=settings.ews_mailbox),
+        }
+        if settings.ews_token_url:
+            credentials = _OAuth2CredentialsAt(token_url=settings.ews_token_url, **oauth_args)
+        else:
+            credentials = OAuth2Credentials(**oauth_args)
+        auth_type, access_type = OAUTH2, IMPERSONATION  # app-only tokens act by impersonation
+    elif auth in ("basic", "ntlm"):
+        credentials = Credentials(settings.ews_username, settings.ews_password)
+        auth_type, access_type = (BASIC if auth == "basic" else NTLM), DELEGATE
+    elif auth == "none":
+        credentials, auth_type, access_type = None, NOAUTH, DELEGATE
+    else:
+        raise ConfigError([f"EMAILLOG_EWS_AUTH: unknown auth type {auth!r}"])
+    config = Configuration(
+        service_endpoint=settings.ews_url,
+        credentials=credentials,
+        auth_type=auth_type,
+        version=Version(build=_build(settings.ews_version)),
+        retry_policy=FailFast(),
+        max_connections=1 + settings.ews_worker_threads + SPARE_CONNECTIONS,
+    )
+    return config, access_type
+
+
+def set_tls_verification(verify: bool) -> None:
+    """exchangelib chooses its HTTP adapter per class, not per account: this is process-wide."""
+    if not verify:
+        BaseProtocol.HTTP_ADAPTER_CLS = NoVerifyHTTPAdapter
+    elif BaseProtocol.HTTP_ADAPTER_CLS is NoVerifyHTTPAdapter:
+        BaseProtocol.HTTP_ADAPTER_CLS = requests.adapters.HTTPAdapter
+
+
+def forget_protocol(config: Any) -> None:
+    """Drop exchangelib's cached Protocol for this endpoint and credentials and close its
+    idle sessions. Protocols are cached per (endpoint, credentials) and a cached one keeps
+    the pool size and retry policy of whoever created it first."""
+    with suppress(KeyError):
+        protocol, _ = Protocol[config]
+        del Protocol[config]
+        if not isinstance(protocol, Exception):
+            protocol.close()
+
+
+def connect(settings: Settings) -> Any:
+    """An exchangelib Account for the queue mailbox (blocking)."""
+    set_tls_verification(settings.ews_verify_tls)
+    config, access_type = configuration(settings)
+    forget_protocol(config)  # our pool size and FailFast must apply, not a stale cache entry's
+    account = Account(
+        primary_smtp_address=settings.ews_mailbox,
+        config=config,
+        access_type=access_type,
+        autodiscover=False,
+    )
+    # BaseProtocol.TIMEOUT is a class attribute; exchangelib reads it through the instance,
+    # so an instance attribute sets it for this endpoint only.
+    account.protocol.TIMEOUT = settings.ews_timeout_seconds
+    return account
+
+
+def resolve_folder(account: Any, path: FolderPath) -> Any:
+    """The folder at `path` (blocking): one FindFolder per level with `//`."""
+    folder = account.public_folders_root if path.public else account.msg_folder_root
+    for part in path.parts:
+        try:
+            folder = folder // part
+        except ErrorFolderNotFound as exc:
+            raise FolderNotFound(f"folder {str(path)!r} not found (missing {part!r})") from exc
+    return folder

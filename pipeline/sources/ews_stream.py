@@ -1,0 +1,302 @@
+"""The arrivals thread: subscribe, catch up, follow the stream; resubscribe on loss.
+
+exchangelib's GetStreamingEvents blocks its thread reading one chunked HTTP body for up to
+`stream_timeout_minutes`, so it gets a thread of its own (not a pool worker). The loop:
+
+    subscribe (Streaming, on the queue folder)          <- FIRST, so no event is missed
+    catch up  (SyncFolderItems from the last SyncState;  <- everything already there
+               public folders: FindItem by received time)
+    stream    (GetStreamingEvents until ConnectionStatus=Closed, then again, same id)
+
+Streaming events carry no watermark and cannot be resumed, so any failure (subscription
+lost or expired, stream dropped mid-body, server down) starts over at "subscribe", which
+repeats the catch-up; item ids already emitted are suppressed by a bounded LRU.
+
+Refs go to the event loop through a bounded asyncio.Queue: when it is full this thread
+blocks, so memory stays bounded whatever the backlog.
+
+Stopping (`stop()`): set a flag and shut down the stream's socket so the blocked read
+returns at once (the research note's §1.6: `response.close()` from another thread does
+not unblock it). That reaches into requests/urllib3 private attributes, guarded: if the
+layout ever changes, the thread (a daemon) notices the flag at the next keep-alive or
+Closed, at most `stream_timeout_minutes` later, and the caller does not wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import socket
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+
+from exchangelib.errors import ErrorInvalidSubscription, ErrorServerBusy, ErrorSubscriptionNotFound
+from exchangelib.properties import TimestampEvent
+from exchangelib.services import GetStreamingEvents
+
+from pipeline.model import MailRef
+from pipeline.sources.ews_convert import back_off_seconds, is_connection_error, ref_from_item, utc
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = ("NewMailEvent", "CreatedEvent", "MovedEvent")
+#: How many emitted item ids to remember for de-duplication. One delivery fires Created
+#: and NewMail, and every catch-up re-reports what is still in the queue; the pipeline also
+#: de-duplicates in-flight ids, so this only has to cover the recent past.
+SEEN_IDS = 20_000
+#: Back-off after consecutive failures: 0.5 s, then doubling up to the cap.
+BACK_OFF_CAP_SECONDS = 30.0
+#: SyncFolderItems MaxChangesReturned is limited to 1..512 by EWS.
+MAX_SYNC_CHANGES = 512
+#: How often a thread blocked on a full queue looks at the stop flag.
+STOP_POLL_SECONDS = 0.25
+
+EventHook = Callable[..., None]
+
+
+class _Stopped(Exception):
+    """Raised inside the thread to unwind when stop() was called."""
+
+
+def failure_delay(failures: int) -> float:
+    """Seconds to wait after `failures` consecutive failures: 0.5, 1, 2, 4 ... capped."""
+    if failures <= 0:
+        return 0.0
+    return float(min(BACK_OFF_CAP_SECONDS, 0.5 * 2 ** (failures - 1)))
+
+
+def shutdown_stream_socket(service: Any) -> bool:
+    """Shut down the socket under a streaming exchangelib service's response (guarded).
+
+    Returns True when a socket was found. `shutdown` (not `close`) wakes a reader blocked
+    in recv() on another thread; it sees EOF and requests raises ChunkedEncodingError."""
+    response = getattr(service, "_streaming_response", None)
+    if response is None:
+        return False
+    # requests.Response.raw is urllib3's HTTPResponse; _fp is http.client's response whose
+    # fp is a BufferedReader over socket.SocketIO (urllib3 2.x, CPython 3.11+).
+    for path in (("raw", "_fp", "fp", "raw", "_sock"), ("raw", "_connection", "sock")):
+        obj: Any = response
+        try:
+            for attr in path:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            continue
+        if isinstance(obj, socket.socket):
+            with suppress(OSError):
+                obj.shutdown(socket.SHUT_RDWR)
+            return True
+    return False
+
+
+class ArrivalStream:
+    """Runs in its own thread; see the module docstring. `run()` is the thread target."""
+
+    def __init__(
+        self,
+        *,
+        account: Any,
+        queue_folder: Any,
+        public: bool,
+        connection_timeout_minutes: int,
+        page_size: int,
+        loop: asyncio.AbstractEventLoop,
+        refs: asyncio.Queue[MailRef],
+        notify: Callable[[str, tuple[Any, ...]], None],
+    ) -> None:
+        self._account = account
+        self._queue_folder = queue_folder
+        self._queue_id: str = queue_folder.id
+        self._public = public
+        self._connection_timeout = connection_timeout_minutes
+        self._page_size = page_size
+        self._loop = loop
+        self._refs = refs
+        self._notify = notify
+        self._stop = threading.Event()
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._sync_state: str | None = None
+        self._failures = 0  # consecutive; reset once a stream delivers or ends normally
+        self._service: Any = None  # the GetStreamingEvents in progress, for stop()
+        self.subscription_id: str | None = None
+        self.connected = False
+
+    # --- control (any thread) ---
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.interrupt()
+
+    def interrupt(self) -> bool:
+        """Break a blocked stream read now (see the module docstring). True if done."""
+        service = self._service
+        return service is not None and shutdown_stream_socket(service)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # --- the thread ---
+
+    def run(self) -> None:
+        subscribed_before = False
+        caught_up = False
+        stale_subscription: str | None = None
+        while not self._stop.is_set():
+            try:
+                if self.subscription_id is None:
+                    if stale_subscription is not None:
+                        self._unsubscribe_quietly(stale_subscription)
+                        stale_subscription = None
+                    self.subscription_id = self._queue_folder.subscribe_to_streaming(
+                        event_types=list(EVENT_TYPES)
+                    )
+                    caught_up = False
+                    self._set_connected(True)
+                    if subscribed_before:
+                        self._notify("on_reconnect", ())
+                    subscribed_before = True
+                if not caught_up:
+                    self._catch_up()
+                    caught_up = True
+                self._stream(self.subscription_id)
+                self._failures = 0  # Closed: renew the connection with the same subscription
+                continue
+            except _Stopped:
+                break
+            except (ErrorInvalidSubscription, ErrorSubscriptionNotFound):
+                # The server forgot the subscription (expiry, failover, restart).
+                log.warning("EWS subscription lost; resubscribing and catching up")
+                self._lose_subscription()
+            except ErrorServerBusy as exc:
+                if is_connection_error(exc):
+                    stale_subscription = self._drop(exc, stale_subscription)
+                else:
+                    seconds = back_off_seconds(exc)
+                    log.warning("EWS throttled the stream; backing off %.1fs", seconds)
+                    self._notify("on_throttled", (seconds,))
+                    # The subscription (if any) is intact; an unfinished catch-up is redone
+                    # from the last SyncState.
+                    if self._stop.wait(seconds):
+                        break
+                    continue
+            except Exception as exc:
+                if self._stop.is_set():
+                    break  # stop()'s socket shutdown surfaces as a connection error
+                stale_subscription = self._drop(exc, stale_subscription)
+            self._failures += 1
+            if self._stop.wait(failure_delay(self._failures)):
+                break
+        self._set_connected(False)
+
+    def _drop(self, exc: BaseException, stale: str | None) -> str | None:
+        """A connection-level failure: events in the broken body are lost, so start over
+        with a new subscription (the old one is unsubscribed best-effort first)."""
+        if is_connection_error(exc):
+            log.warning("EWS stream dropped (%s); resubscribing", type(exc).__name__)
+        else:
+            log.exception("EWS stream failed unexpectedly; resubscribing")
+        old = self.subscription_id
+        self._lose_subscription()
+        return old if old is not None else stale
+
+    def _lose_subscription(self) -> None:
+        self.subscription_id = None
+        self._set_connected(False)
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected != self.connected:
+            self.connected = connected
+            self._notify("on_connected", (connected,))
+
+    def _unsubscribe_quietly(self, subscription_id: str) -> None:
+        try:
+            self._queue_folder.unsubscribe(subscription_id)
+        except Exception as exc:  # it may be gone already; it expires on its own anyway
+            log.debug("unsubscribe of a stale subscription failed: %s", type(exc).__name__)
+
+    def _stream(self, subscription_id: str) -> None:
+        """Follow GetStreamingEvents until the server sends Closed (then return: renew)."""
+        service = GetStreamingEvents(account=self._account)
+        self._service = service
+        try:
+            notifications = service.call(
+                subscription_ids=[subscription_id], connection_timeout=self._connection_timeout
+            )
+            for notification in notifications:
+                if isinstance(notification, Exception):
+                    raise notification
+                self._failures = 0  # the stream works again
+                for event in notification.events or ():
+                    self._consider(event)
+                if self._stop.is_set():
+                    raise _Stopped
+        finally:
+            self._service = None
+            with suppress(Exception):
+                service.stop_streaming()  # release the session back to the pool
+        if self._stop.is_set():
+            raise _Stopped
+
+    def _consider(self, event: Any) -> None:
+        if not isinstance(event, TimestampEvent) or event.item_id is None:
+            return  # folder events, status (keep-alive) events
+        parent = event.parent_folder_id
+        if parent is None or parent.id != self._queue_id:
+            return  # e.g. the MovedEvent of an item leaving the queue for storage
+        self._emit(
+            MailRef(
+                item_id=event.item_id.id,
+                changekey=event.item_id.changekey,
+                received_at=utc(event.timestamp),
+            )
+        )
+
+    def _catch_up(self) -> None:
+        if self._public:
+            # Public folders have no SyncFolderItems: list what is there, oldest first.
+            items = (
+                self._queue_folder.filter()
+                .order_by("datetime_received")
+                .only("id", "changekey", "datetime_received")
+            )
+            items.page_size = self._page_size
+            for item in items:
+                if not isinstance(item, Exception):
+                    self._emit(ref_from_item(item))
+            return
+        # The folder keeps the new SyncState only once the generator is fully consumed; on a
+        # failure midway the next catch-up repeats from the previous state (and dedupes).
+        self._queue_folder.item_sync_state = self._sync_state
+        changes = self._queue_folder.sync_items(
+            sync_state=self._sync_state,
+            only_fields=["datetime_received"],
+            max_changes_returned=min(MAX_SYNC_CHANGES, self._page_size),
+        )
+        for change_type, item in changes:
+            if change_type == "create" and not isinstance(item, Exception):
+                self._emit(ref_from_item(item))
+        self._sync_state = self._queue_folder.item_sync_state
+
+    def _emit(self, ref: MailRef) -> None:
+        if ref.item_id in self._seen:
+            self._seen.move_to_end(ref.item_id)
+            return
+        future = asyncio.run_coroutine_threadsafe(self._refs.put(ref), self._loop)
+        while True:
+            try:
+                future.result(timeout=STOP_POLL_SECONDS)
+                break
+            except concurrent.futures.TimeoutError:
+                if self._stop.is_set():
+                    future.cancel()
+                    raise _Stopped from None
+            except concurrent.futures.CancelledError:
+                raise _Stopped from None
+        self._seen[ref.item_id] = None
+        if len(self._seen) > SEEN_IDS:
+            self._seen.popitem(last=False)
