@@ -1,0 +1,105 @@
+"""Every Prometheus metric the service exports, in one place.
+
+One `Metrics` per service instance, each with its own `CollectorRegistry`, so tests can run
+several services in one process. Labels carry only small fixed sets (outcome, stage): never
+addresses, subjects or ids.
+
+Stage labels (`emaillog_stage_duration_seconds`, `emaillog_retries_total`), one batch each:
+    fetch     GetItem of a batch of queue items
+    classify  the rules over a batch
+    dedupe    the journal transaction: rule 3, claim + entries, disposal records
+    move      MoveItem of logged messages to storage
+    store     the transaction recording storage links ('stored' + disposal record)
+    dispose   DeleteItem / move of non-logged messages
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from pipeline import __version__
+from pipeline.model import Outcome
+
+STAGES = ("fetch", "classify", "dedupe", "move", "store", "dispose")
+
+# Batches take milliseconds to a few seconds; a throttled or retried batch up to minutes.
+_STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# Queue arrival to disposal: sub-second when streaming, up to hours when catching up.
+_END_TO_END_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 14400)
+
+
+class Metrics:
+    """The service's metrics, registered in `self.registry`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages = Counter(
+            "emaillog_messages",
+            "Messages disposed of, by outcome (counted when their disposal_log row is written).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in Outcome:
+            self.messages.labels(outcome.value)
+        self.interactions_logged = Counter(
+            "emaillog_interactions_logged", "Interaction log entries written.", registry=r
+        )
+        self.stage_duration = Histogram(
+            "emaillog_stage_duration_seconds",
+            "Time one batch spends in a stage (including retries).",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "emaillog_retries", "Batches retried after a transient error.", ["stage"], registry=r
+        )
+        for stage in STAGES:
+            self.stage_duration.labels(stage)
+            self.retries.labels(stage)
+        self.end_to_end = Histogram(
+            "emaillog_end_to_end_seconds",
+            "From arrival in the queue folder to disposal.",
+            buckets=_END_TO_END_BUCKETS,
+            registry=r,
+        )
+        self.queue_backlog = Gauge(
+            "emaillog_queue_backlog_messages", "Items in the queue folder (polled).", registry=r
+        )
+        self.in_flight = Gauge(
+            "emaillog_in_flight_messages",
+            "Messages taken from the queue and not yet disposed of.",
+            registry=r,
+        )
+        self.in_flight_limit = Gauge(
+            "emaillog_in_flight_limit_messages",
+            "EMAILLOG_MAX_IN_FLIGHT_MESSAGES: the most messages between intake and disposal.",
+            registry=r,
+        )
+        self.source_connected = Gauge(
+            "emaillog_source_connected", "1 while the mail source holds a subscription.", registry=r
+        )
+        self.source_reconnects = Counter(
+            "emaillog_source_reconnects", "Times the source resubscribed.", registry=r
+        )
+        self.throttled = Counter(
+            "emaillog_upstream_throttled", "Times the mail server asked us to back off.", registry=r
+        )
+        self.last_disposed = Gauge(
+            "emaillog_last_disposed_timestamp_seconds",
+            "Unix time the last queue message was disposed of.",
+            registry=r,
+        )
+        self.directory_reloads = Counter(
+            "emaillog_directory_reloads", "Times the directory was reloaded.", registry=r
+        )
+        self.reconcile_unresolved = Counter(
+            "emaillog_reconcile_unresolved",
+            "Half-done claims the reconciler found neither in storage nor in the queue.",
+            registry=r,
+        )
+        self.build_info = Info("emaillog_build", "Version of the running service.", registry=r)
+        self.build_info.info({"version": __version__, "python": platform.python_version()})
