@@ -36,6 +36,7 @@ from typing import Any
 
 import spnego
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 MODES = ("none", "basic", "ntlm", "oauth2", "any")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 import exchangelib
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from exchangelib import Identity, OAuth2Credentials
 
-from exchange_sim.auth import AuthConfig, Middleware, add_token_route, auth_middleware
+from exchange_sim.auth import AuthConfig, add_token_route, auth_middleware
 
 # What Exchange answers a ResolveNames that matches nobody; exchangelib returns the error inline.
 RESOLVE_NAMES_NO_RESULTS = b"""<?xml version="1.0" encoding="utf-8"?>
@@ -100,7 +101,7 @@ def local_oauth2_credentials(served: Served, client_id: str, secret: str) -> OAu
     """exchangelib OAuth2Credentials whose token URL is the served token endpoint
     (plain http: the test must set OAUTHLIB_INSECURE_TRANSPORT=1)."""
 
-    class LocalOAuth2Credentials(OAuth2Credentials):
+    class LocalOAuth2Credentials(OAuth2Credentials):  # type: ignore[misc]  # untyped library
         @property
         def token_url(self) -> str:
             return served.token_url
