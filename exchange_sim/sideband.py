@@ -1,0 +1,191 @@
+"""The /_sim/ side channel (tests and demos; not part of EWS). JSON in, JSON out.
+
+POST /_sim/deliver?mailbox=A&folder=PATH        body: raw RFC 5322 message
+GET  /_sim/items?mailbox=A&folder=PATH          folder contents
+POST /_sim/folders?path=PATH[&mailbox=A]        create a folder path ("public:/..." for public)
+GET  /_sim/state                                counters
+POST /_sim/faults/busy?count=N&back_off_ms=MS
+POST /_sim/faults/latency?ms=MS | ?min_ms=A&max_ms=B
+POST /_sim/faults/drop-streams
+POST /_sim/faults/expire-subscriptions?code=ErrorSubscriptionNotFound[&id=..]
+     (code: ErrorSubscriptionNotFound or ErrorInvalidSubscription; no id: all)
+POST /_sim/faults/max-connections?limit=N       (limit=0 or absent: off)
+POST /_sim/faults/fail-items?id=..[&id=..]&op=MoveItem[&op=DeleteItem][&times=K][&code=C]
+POST /_sim/faults/reset
+
+A PATH is relative to "Top of Information Store" ("Email Logging/Queue", "Inbox");
+"public:/Queue" names a public folder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from exchange_sim.faults import Faults
+from exchange_sim.store import Folder, Store, StoreError
+
+ITEM_FAULT_OPS = ("MoveItem", "DeleteItem", "CopyItem")
+SUBSCRIPTION_CODES = ("ErrorSubscriptionNotFound", "ErrorInvalidSubscription")
+
+
+def _state(request: web.Request) -> Any:
+    from exchange_sim.app import STATE
+
+    return request.app[STATE]
+
+
+def _bad(text: str, status: int = 400) -> web.Response:
+    return web.json_response({"error": text}, status=status)
+
+
+def resolve_folder(store: Store, mailbox: str | None, path: str) -> Folder:
+    if path.startswith("public:"):
+        return store.find_path(path[len("public:") :], None)
+    if not mailbox:
+        raise StoreError("ErrorNonExistentMailbox", "mailbox is required for mailbox folders")
+    return store.find_path(path, store.mailbox(mailbox))
+
+
+def item_summary(item: Any) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "changekey": item.changekey,
+        "message_id": item.props.message_id,
+        "subject": item.props.subject,
+        "is_draft": item.is_draft,
+        "received": item.received.isoformat(),
+        "size": len(item.raw),
+    }
+
+
+def _int(request: web.Request, name: str, default: int | None) -> int | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
+    return int(value)
+
+
+async def deliver(request: web.Request) -> web.Response:
+    state = _state(request)
+    raw = await request.read()
+    try:
+        folder = resolve_folder(
+            state.store, request.query.get("mailbox"), request.query.get("folder", "Inbox")
+        )
+    except StoreError as e:
+        return _bad(e.text, 404)
+    item = state.store.deliver(folder, raw)
+    return web.json_response(
+        {"item_id": item.id, "changekey": item.changekey, "folder_id": folder.id}
+    )
+
+
+async def list_items(request: web.Request) -> web.Response:
+    state = _state(request)
+    try:
+        folder = resolve_folder(
+            state.store, request.query.get("mailbox"), request.query.get("folder", "Inbox")
+        )
+    except StoreError as e:
+        return _bad(e.text, 404)
+    return web.json_response(
+        {"folder_id": folder.id, "items": [item_summary(i) for i in folder.items.values()]}
+    )
+
+
+async def create_folders(request: web.Request) -> web.Response:
+    state = _state(request)
+    path = request.query.get("path")
+    if not path:
+        return _bad("path is required")
+    try:
+        folder_ids = state.ensure_folder(path, request.query.get("mailbox"))
+    except StoreError as e:
+        return _bad(e.text, 404)
+    return web.json_response({"folder_ids": folder_ids})
+
+
+async def sim_state(request: web.Request) -> web.Response:
+    state = _state(request)
+    return web.json_response(
+        {
+            "mailboxes": [m.address for m in state.store.mailboxes.values()],
+            "items": len(state.store.items),
+            "subscriptions": len(state.subscriptions.active),
+            "open_streams": len(state.streams.open),
+            "in_flight": state.in_flight,
+            "requests_served": state.requests_served,
+        }
+    )
+
+
+async def fault_busy(request: web.Request) -> web.Response:
+    faults: Faults = _state(request).faults
+    faults.busy_remaining = _int(request, "count", 1) or 0
+    faults.busy_back_off_ms = _int(request, "back_off_ms", 1500) or 0
+    return web.json_response({"busy_remaining": faults.busy_remaining})
+
+
+async def fault_latency(request: web.Request) -> web.Response:
+    faults: Faults = _state(request).faults
+    fixed = request.query.get("ms")
+    if fixed is not None:
+        faults.latency_min_ms = faults.latency_max_ms = float(fixed)
+    else:
+        faults.latency_min_ms = float(request.query.get("min_ms", "0"))
+        faults.latency_max_ms = float(request.query.get("max_ms", str(faults.latency_min_ms)))
+    return web.json_response({"min_ms": faults.latency_min_ms, "max_ms": faults.latency_max_ms})
+
+
+async def fault_drop_streams(request: web.Request) -> web.Response:
+    return web.json_response({"dropped": _state(request).streams.drop_all()})
+
+
+async def fault_expire_subscriptions(request: web.Request) -> web.Response:
+    code = request.query.get("code", "ErrorSubscriptionNotFound")
+    if code not in SUBSCRIPTION_CODES:
+        return _bad(f"code must be one of {SUBSCRIPTION_CODES}")
+    ids = request.query.getall("id", []) or None
+    expired = _state(request).subscriptions.expire(ids, code)
+    return web.json_response({"expired": expired})
+
+
+async def fault_max_connections(request: web.Request) -> web.Response:
+    faults: Faults = _state(request).faults
+    limit = _int(request, "limit", None)
+    faults.max_connections = limit if limit else None
+    return web.json_response({"max_connections": faults.max_connections})
+
+
+async def fault_fail_items(request: web.Request) -> web.Response:
+    ops = request.query.getall("op", ["MoveItem", "DeleteItem"])
+    if any(op not in ITEM_FAULT_OPS for op in ops):
+        return _bad(f"op must be among {ITEM_FAULT_OPS}")
+    ids = request.query.getall("id", [])
+    if not ids:
+        return _bad("id is required")
+    code = request.query.get("code", "ErrorItemNotFound")
+    times = _int(request, "times", None)
+    _state(request).faults.fail_items(ops, ids, code, times)
+    return web.json_response({"ops": ops, "ids": ids, "code": code, "times": times})
+
+
+async def fault_reset(request: web.Request) -> web.Response:
+    _state(request).faults.reset()
+    return web.json_response({"reset": True})
+
+
+def add_sideband_routes(app: web.Application) -> None:
+    app.router.add_post("/_sim/deliver", deliver)
+    app.router.add_get("/_sim/items", list_items)
+    app.router.add_post("/_sim/folders", create_folders)
+    app.router.add_get("/_sim/state", sim_state)
+    app.router.add_post("/_sim/faults/busy", fault_busy)
+    app.router.add_post("/_sim/faults/latency", fault_latency)
+    app.router.add_post("/_sim/faults/drop-streams", fault_drop_streams)
+    app.router.add_post("/_sim/faults/expire-subscriptions", fault_expire_subscriptions)
+    app.router.add_post("/_sim/faults/max-connections", fault_max_connections)
+    app.router.add_post("/_sim/faults/fail-items", fault_fail_items)
+    app.router.add_post("/_sim/faults/reset", fault_reset)
