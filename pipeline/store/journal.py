@@ -49,6 +49,7 @@ DATABASE_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,  # the connection died mid-query
     asyncpg.exceptions.InternalClientError,
 )
+_CLOSED_CONNECTION_SIGNS = ("closed", "closing", "released back to the pool")
 
 
 @contextmanager
@@ -61,8 +62,9 @@ def database_errors() -> Iterator[None]:
     except asyncpg.exceptions.TransactionRollbackError as exc:  # deadlock, serialization
         raise Retryable(f"database transaction conflict: {type(exc).__name__}") from exc
     except asyncpg.exceptions.InterfaceError as exc:
-        # The pool raises InterfaceError for a connection closed under it during an outage.
-        if "closed" in str(exc) or "closing" in str(exc):
+        # A connection the server dropped is closed (or detached from its pool proxy) under
+        # us; asyncpg says so only in the message. Other InterfaceErrors are bugs: re-raise.
+        if any(sign in str(exc) for sign in _CLOSED_CONNECTION_SIGNS):
             raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
         raise
 
