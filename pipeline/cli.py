@@ -1,0 +1,81 @@
+"""`emaillog`: the command line. `main()` is the console script and `python -m pipeline`.
+
+Each command lives in its own module with `add_parser(subparsers)`, which registers the
+command and sets `handler=<function(args, settings) -> exit code>`. This module only builds
+the parser, loads the settings and turns errors into one line each on stderr:
+
+    exit 0  success
+    exit 1  a runtime error (database unreachable, bad input file, ...)
+    exit 2  a usage or configuration error (argparse, EMAILLOG_* variables)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from pipeline import __version__, cli_directory, cli_explain, cli_migrate
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, EmailLogError
+
+log = logging.getLogger(__name__)
+
+AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+#: Every command, in `--help` order. To add one (`run`, `demo`): write a module with
+#: `add_parser(subparsers)` and list it here.
+COMMANDS: tuple[AddParser, ...] = (
+    cli_migrate.add_parser,
+    cli_directory.add_parser,
+    cli_explain.add_parser,
+    # --- commands of the service and the demo go here (pipeline/cli_run.py, pipeline/demo.py)
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emaillog",
+        description="Log e-mail between salespersons/purchasers and contacts as interactions. "
+        "Configuration comes from EMAILLOG_* environment variables (see the README).",
+    )
+    parser.add_argument("--version", action="version", version=f"emaillog {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add_parser in COMMANDS:
+        add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: argparse already printed
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        settings = Settings.from_env()
+        code: int = handler(args, settings)
+        return code
+    except ConfigError as exc:
+        for problem in exc.problems:
+            error(problem)
+        return 2
+    except EmailLogError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            error(line)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: still one line for the user, the traceback at DEBUG
+        log.debug("unexpected error", exc_info=True)
+        error(f"unexpected {type(exc).__name__}: {exc} (EMAILLOG_LOG_LEVEL=DEBUG shows details)")
+        return 1
+
+
+def error(message: str) -> None:
+    print(f"emaillog: error: {message}", file=sys.stderr)
