@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from pipeline import __version__, cli_directory, cli_explain, cli_migrate
+from pipeline import __version__, cli_directory, cli_explain, cli_migrate, cli_run, demo
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, EmailLogError
 
@@ -30,6 +30,8 @@ COMMANDS: tuple[AddParser, ...] = (
     cli_migrate.add_parser,
     cli_directory.add_parser,
     cli_explain.add_parser,
+    cli_run.add_parser,
+    demo.add_parser,
     # --- commands of the service and the demo go here (pipeline/cli_run.py, pipeline/demo.py)
 )
 

@@ -103,3 +103,19 @@ class Metrics:
         )
         self.build_info = Info("emaillog_build", "Version of the running service.", registry=r)
         self.build_info.info({"version": __version__, "python": platform.python_version()})
+
+
+class SourceMetrics:
+    """The `SourceEvents` hooks a source calls, feeding the source metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def on_connected(self, connected: bool) -> None:
+        pass  # emaillog_source_connected reads `source.connected` at scrape time
+
+    def on_reconnect(self) -> None:
+        self._metrics.source_reconnects.inc()
+
+    def on_throttled(self, seconds: float) -> None:
+        self._metrics.throttled.inc()

@@ -71,7 +71,11 @@ def database_errors() -> Iterator[None]:
 
 def message_id_hash(mail: Mail) -> str:
     """A short sha256 of the message's dedupe key: traceable, not reversible to an address."""
-    digest = hashlib.sha256(mail.dedupe_key.encode("utf-8", "surrogatepass")).hexdigest()
+    return hash_key(mail.dedupe_key)
+
+
+def hash_key(message_key: str) -> str:
+    digest = hashlib.sha256(message_key.encode("utf-8", "surrogatepass")).hexdigest()
     return digest[:MESSAGE_ID_HASH_CHARS]
 
 

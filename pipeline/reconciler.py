@@ -1,0 +1,149 @@
+"""The reconciler: finishes logged messages left half-done (state 'moving') by a crash.
+
+A stored_message row stays 'moving' when the service stopped between the claim and
+recording the storage link. For each such row whose queue item is not in flight:
+
+1. found in storage by Internet Message-ID -> the move happened: record the link;
+2. else found in the queue by Message-ID -> move it now, record the link;
+3. else, for a message without a Message-ID, fetch the queue item by its id -> move it;
+4. else leave the row, log a warning and count it (emaillog_reconcile_unresolved_total):
+   someone removed the message by hand, and only a person can say what it should be.
+
+The entries were committed with the claim, so nothing is ever logged twice here. Runs once
+at start, before intake, and then every `reconcile_interval_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import asyncpg
+
+from pipeline.errors import EmailLogError
+from pipeline.inflight import InFlight
+from pipeline.metrics import Metrics
+from pipeline.model import MailRef, Outcome
+from pipeline.sources import MailSource, Stored
+from pipeline.store import journal
+
+log = logging.getLogger("emaillog.reconciler")
+
+#: Rows looked at per pass: a pass stays short; the next pass takes the rest.
+ROWS_PER_PASS = 200
+RULE_RECONCILED = "Reconciled: claimed before a restart, then found or moved to storage"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    completed: int = 0
+    unresolved: int = 0
+
+
+class Reconciler:
+    def __init__(
+        self, pool: asyncpg.Pool, source: MailSource, in_flight: InFlight, metrics: Metrics
+    ) -> None:
+        self._pool = pool
+        self._source = source
+        self._in_flight = in_flight
+        self._metrics = metrics
+        # Count an unresolved row once per process, not once per pass.
+        self._reported: set[int] = set()
+
+    async def run(self, interval_seconds: float) -> None:
+        """Every `interval_seconds`, forever; a failed pass is logged and tried next time."""
+        while True:
+            await asyncio.sleep(interval_seconds)
+            await self.run_once_logged()
+
+    async def run_once_logged(self) -> Report:
+        try:
+            return await self.run_once()
+        except Exception as exc:  # a janitor: never take the service down
+            log.warning(
+                "reconcile pass failed; trying again next interval",
+                extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}},
+                exc_info=not isinstance(exc, EmailLogError),
+            )
+            return Report()
+
+    async def run_once(self) -> Report:
+        with journal.database_errors():
+            async with self._pool.acquire() as conn:
+                rows = await journal.moving_rows(
+                    conn, mailbox=self._source.mailbox, limit=ROWS_PER_PASS
+                )
+        completed = unresolved = 0
+        for row in rows:
+            busy = row.queue_item_id is not None and not await self._in_flight.admit(
+                row.queue_item_id
+            )
+            if busy:
+                continue  # the pipeline has it: it will resume the claim itself
+            try:
+                stored = await self._resolve(row)
+                if stored is not None:
+                    await self._record(row, stored)
+            finally:
+                if row.queue_item_id is not None:
+                    self._in_flight.release(row.queue_item_id)
+            if stored is not None:
+                completed += 1
+            else:
+                unresolved += 1
+                if row.id not in self._reported:
+                    self._reported.add(row.id)
+                    self._metrics.reconcile_unresolved.inc()
+                    log.warning(
+                        "claimed message found neither in storage nor in the queue",
+                        extra={"fields": {"stored_message_id": row.id}},
+                    )
+        if rows:
+            log.info(
+                "reconcile pass",
+                extra={"fields": {"completed": completed, "unresolved": unresolved}},
+            )
+        return Report(completed, unresolved)
+
+    async def _resolve(self, row: journal.MovingRow) -> Stored | None:
+        mid = row.internet_message_id
+        if mid:
+            in_storage = await self._source.find_in_storage(mid)
+            if in_storage:
+                return in_storage[0]
+            in_queue = await self._source.find_in_queue(mid)
+            # Prefer our own queue item; other copies become duplicates once this is stored.
+            ours = [r for r in in_queue if r.item_id == row.queue_item_id] or in_queue[:1]
+            return await self._move(ours[0]) if ours else None
+        if row.queue_item_id is None:
+            return None
+        ref = MailRef(row.queue_item_id)
+        [fetched] = await self._source.fetch([ref])
+        return None if isinstance(fetched, Exception) else await self._move(ref)
+
+    async def _move(self, ref: MailRef) -> Stored | None:
+        [moved] = await self._source.move_to_storage([ref])
+        if isinstance(moved, Exception):
+            log.warning(
+                "reconciler could not move a claimed message",
+                extra={"fields": {"error": f"{type(moved).__name__}: {moved}"}},
+            )
+            return None
+        return moved
+
+    async def _record(self, row: journal.MovingRow, stored: Stored) -> None:
+        link = journal.StorageLink(
+            stored_message_id=row.id,
+            queue_item_id=row.queue_item_id,
+            storage_item_id=stored.item_id,
+            web_link=stored.web_link,
+            rule=RULE_RECONCILED,
+            message_id_hash=journal.hash_key(row.message_key),
+        )
+        with journal.database_errors():
+            async with self._pool.acquire() as conn, conn.transaction():
+                [new] = await journal.mark_stored(conn, mailbox=self._source.mailbox, links=[link])
+        if new:
+            self._metrics.messages.labels(Outcome.LOGGED.value).inc()
