@@ -12,6 +12,12 @@ Streaming events carry no watermark and cannot be resumed, so any failure (subsc
 lost or expired, stream dropped mid-body, server down) starts over at "subscribe", which
 repeats the catch-up; item ids already emitted are suppressed by a bounded LRU.
 
+Safety re-sync: a server can lose events without telling (a failover that keeps the
+subscription id valid). So after a stream ends with Closed, if `catch_up_interval_seconds`
+have passed since the last catch-up, the thread catches up again (an incremental
+SyncFolderItems costs one request). To make that period hold, each stream connection lasts
+at most the interval rounded up to whole minutes (and `stream_timeout_minutes` at most).
+
 Refs go to the event loop through a bounded asyncio.Queue: when it is full this thread
 blocks, so memory stays bounded whatever the backlog.
 
@@ -27,8 +33,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import socket
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import suppress
@@ -69,6 +77,13 @@ def failure_delay(failures: int) -> float:
     return float(min(BACK_OFF_CAP_SECONDS, 0.5 * 2 ** (failures - 1)))
 
 
+def connection_minutes(stream_timeout_minutes: int, catch_up_interval_seconds: float) -> int:
+    """GetStreamingEvents ConnectionTimeout: 1..30 minutes (EWS), and no longer than the
+    safety re-sync interval so a Closed comes at least that often."""
+    interval_minutes = math.ceil(catch_up_interval_seconds / 60)
+    return max(1, min(30, stream_timeout_minutes, interval_minutes))
+
+
 def shutdown_stream_socket(service: Any) -> bool:
     """Shut down the socket under a streaming exchangelib service's response (guarded).
 
@@ -102,7 +117,8 @@ class ArrivalStream:
         account: Any,
         queue_folder: Any,
         public: bool,
-        connection_timeout_minutes: int,
+        stream_timeout_minutes: int,
+        catch_up_interval_seconds: float,
         page_size: int,
         loop: asyncio.AbstractEventLoop,
         refs: asyncio.Queue[MailRef],
@@ -112,7 +128,11 @@ class ArrivalStream:
         self._queue_folder = queue_folder
         self._queue_id: str = queue_folder.id
         self._public = public
-        self._connection_timeout = connection_timeout_minutes
+        self._connection_timeout = connection_minutes(
+            stream_timeout_minutes, catch_up_interval_seconds
+        )
+        self._catch_up_interval = catch_up_interval_seconds
+        self._last_catch_up = -math.inf
         self._page_size = page_size
         self._loop = loop
         self._refs = refs
@@ -164,7 +184,10 @@ class ArrivalStream:
                     self._catch_up()
                     caught_up = True
                 self._stream(self.subscription_id)
-                self._failures = 0  # Closed: renew the connection with the same subscription
+                # Closed: renew the connection with the same subscription.
+                self._failures = 0
+                if time.monotonic() - self._last_catch_up >= self._catch_up_interval:
+                    caught_up = False  # the safety re-sync (module docstring)
                 continue
             except _Stopped:
                 break
@@ -257,6 +280,7 @@ class ArrivalStream:
         )
 
     def _catch_up(self) -> None:
+        self._last_catch_up = time.monotonic()
         if self._public:
             # Public folders have no SyncFolderItems: list what is there, oldest first.
             items = (

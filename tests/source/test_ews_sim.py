@@ -152,6 +152,25 @@ async def test_stream_renewed_when_the_server_closes_it(events: Recorder) -> Non
             await source.close()
 
 
+async def test_safety_resync_finds_mail_whose_event_was_lost(events: Recorder) -> None:
+    async with Simulator(
+        folders=[QUEUE, STORAGE], mailboxes=[MAILBOX], minute_seconds=0.2, keepalive_seconds=0.05
+    ) as sim:
+        source = await open_source(sim, events, catch_up_interval_seconds=0.01)
+        try:
+            arrivals = source.arrivals()
+            first = asyncio.ensure_future(next_ref(arrivals))
+            await wait_streaming(sim, source)
+            item_id = sim.deliver(MAILBOX, QUEUE, mime())
+            # The server loses the events silently (the stream cannot run before we yield).
+            for subscription in sim.state.subscriptions.active.values():
+                subscription.events.clear()
+            assert (await first).item_id == item_id
+            assert events.reconnects == 0
+        finally:
+            await source.close()
+
+
 async def test_stream_dropped_mid_body_resubscribes_and_catches_up(
     sim: Simulator, source: EwsSource, events: Recorder
 ) -> None:

@@ -50,7 +50,12 @@ from pipeline.sources.ews_convert import (
     item_error,
     to_mail,
 )
-from pipeline.sources.ews_stream import ArrivalStream, _Stopped, failure_delay
+from pipeline.sources.ews_stream import (
+    ArrivalStream,
+    _Stopped,
+    connection_minutes,
+    failure_delay,
+)
 
 SENT = EWSDateTime(2024, 3, 4, 10, 0, 0, tzinfo=EWS_UTC)
 RECEIVED = EWSDateTime(2024, 3, 4, 10, 0, 5, tzinfo=EWS_UTC)
@@ -286,6 +291,16 @@ def test_back_off_doubles_up_to_the_cap() -> None:
     assert delays == sorted(delays)
 
 
+@pytest.mark.parametrize(
+    ("stream_minutes", "interval_seconds", "expected"),
+    [(30, 300.0, 5), (30, 3600.0, 30), (2, 300.0, 2), (30, 1.0, 1), (30, 90.0, 2)],
+)
+def test_stream_connections_end_in_time_for_the_safety_resync(
+    stream_minutes: int, interval_seconds: float, expected: int
+) -> None:
+    assert connection_minutes(stream_minutes, interval_seconds) == expected
+
+
 class _Folder:
     id = "F-queue"
 
@@ -295,7 +310,8 @@ def _stream(loop: asyncio.AbstractEventLoop, refs: asyncio.Queue[MailRef]) -> Ar
         account=None,
         queue_folder=_Folder(),
         public=False,
-        connection_timeout_minutes=1,
+        stream_timeout_minutes=1,
+        catch_up_interval_seconds=60.0,
         page_size=10,
         loop=loop,
         refs=refs,
