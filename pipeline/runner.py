@@ -12,11 +12,14 @@ Retries (tenacity), per batch:
   one item retries just the items that returned one;
 - `Throttled.retry_after` is honoured; other waits back off exponentially with jitter,
   capped at `max_wait_seconds`;
-- `DatabaseUnavailable` is retried without limit (an outage is no message's fault, and
-  recording a failure needs the database anyway); everything else stops after
-  `max_attempts`, and the items still failing go to `on_failed`;
-- anything else raised for a batch of several items (a poison message tripping a bug or a
-  database constraint) re-runs the items one by one, so only the poison one fails.
+- outages (`DatabaseUnavailable`, `SourceUnavailable`) and `Throttled` are retried without
+  limit: they are no message's fault (and recording a failure needs the database anyway),
+  so the pipeline pauses, the queues fill and intake waits;
+- any other `Retryable` stops after `max_attempts`; the items still failing go to
+  `on_failed` (recorded as `failed`, left in the queue);
+- a batch of several items that fails as a whole (a poison message tripping a bug, a
+  database constraint, or a server error for the whole request) is re-run item by item, so
+  only the poison one fails and the rest go on.
 """
 
 from __future__ import annotations
@@ -30,13 +33,16 @@ from typing import Generic, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
-from pipeline.errors import DatabaseUnavailable, Retryable, Throttled
+from pipeline.errors import DatabaseUnavailable, Retryable, SourceUnavailable, Throttled
 from pipeline.metrics import Metrics
 
 In = TypeVar("In")
 Out = TypeVar("Out")
 
 log = logging.getLogger("emaillog.runner")
+
+#: Retried until they pass: waiting is the only cure, and no message is to blame.
+UNBOUNDED = (DatabaseUnavailable, SourceUnavailable, Throttled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +145,9 @@ async def _with_retries(
 
     def stop(state: RetryCallState) -> bool:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, DatabaseUnavailable):
+        if isinstance(exc, _ItemsToRetry):
+            exc = exc.first
+        if isinstance(exc, UNBOUNDED):
             return False
         return state.attempt_number >= policy.max_attempts
 
@@ -192,9 +200,6 @@ async def _with_retries(
                     raise _ItemsToRetry(first)
     except _ItemsToRetry:
         pass  # out of attempts: those items keep their last error
-    except Retryable as exc:
-        for i in pending:
-            results[i] = exc
     return [results[i] for i in range(len(batch))]
 
 
