@@ -62,6 +62,9 @@ class SimState:
     subscriptions: Subscriptions = field(init=False)
     in_flight: int = 0
     requests_served: int = 0
+    # Tests set this to see every response document: (operation or "Fault", body bytes).
+    # Streaming responses are reported one complete envelope at a time.
+    recorder: Callable[[str, bytes], None] | None = None
 
     def __post_init__(self) -> None:
         self.subscriptions = Subscriptions(minute_seconds=self.config.minute_seconds)
@@ -83,6 +86,7 @@ class SimState:
 
 
 STATE: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
+EWS_OP: web.RequestKey[str] = web.RequestKey("ews_op", str)
 
 
 def _xml_response(body: str, status: int = 200) -> web.Response:
@@ -100,9 +104,14 @@ async def ews_handler(request: web.Request) -> web.StreamResponse:
     state.in_flight += 1
     state.requests_served += 1
     try:
-        return await _handle(request, state)
+        response = await _handle(request, state)
     finally:
         state.in_flight -= 1
+    if state.recorder is not None and isinstance(response, web.Response) and response.body:
+        body = response.body
+        if isinstance(body, bytes):
+            state.recorder(request.get(EWS_OP, "Fault"), body)
+    return response
 
 
 async def _handle(request: web.Request, state: SimState) -> web.StreamResponse:
@@ -140,6 +149,7 @@ async def _handle(request: web.Request, state: SimState) -> web.StreamResponse:
         return _xml_response(
             sx.operation_response(op, sx.error(op, "ErrorExceededConnectionCount", text))
         )
+    request[EWS_OP] = op
     ctx = Ctx(
         store=state.store,
         subscriptions=state.subscriptions,
@@ -150,7 +160,9 @@ async def _handle(request: web.Request, state: SimState) -> web.StreamResponse:
     )
     try:
         if op == STREAMING_OPERATION:
-            return await get_streaming_events(request, ctx, request_elem, state.streams)
+            return await get_streaming_events(
+                request, ctx, request_elem, state.streams, state.recorder
+            )
         return _xml_response(OPERATIONS[op](ctx, request_elem))
     except RequestError as e:
         return _fault(e.code, e.text)

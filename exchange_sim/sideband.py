@@ -9,7 +9,7 @@ POST /_sim/faults/latency?ms=MS | ?min_ms=A&max_ms=B
 POST /_sim/faults/drop-streams
 POST /_sim/faults/expire-subscriptions?code=ErrorSubscriptionNotFound[&id=..]
      (code: ErrorSubscriptionNotFound or ErrorInvalidSubscription; no id: all)
-POST /_sim/faults/max-connections?limit=N       (limit=0 or absent: off)
+POST /_sim/faults/max-connections?limit=N       (absent: off; 0 refuses every request)
 POST /_sim/faults/fail-items?id=..[&id=..]&op=MoveItem[&op=DeleteItem][&times=K][&code=C]
 POST /_sim/faults/reset
 
@@ -64,7 +64,20 @@ def _int(request: web.Request, name: str, default: int | None) -> int | None:
     value = request.query.get(name)
     if value is None or value == "":
         return default
-    return int(value)
+    try:
+        return int(value)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{name} must be an integer") from None
+
+
+def _float(request: web.Request, name: str, default: float) -> float:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{name} must be a number") from None
 
 
 async def deliver(request: web.Request) -> web.Response:
@@ -130,12 +143,11 @@ async def fault_busy(request: web.Request) -> web.Response:
 
 async def fault_latency(request: web.Request) -> web.Response:
     faults: Faults = _state(request).faults
-    fixed = request.query.get("ms")
-    if fixed is not None:
-        faults.latency_min_ms = faults.latency_max_ms = float(fixed)
+    if "ms" in request.query:
+        faults.latency_min_ms = faults.latency_max_ms = _float(request, "ms", 0.0)
     else:
-        faults.latency_min_ms = float(request.query.get("min_ms", "0"))
-        faults.latency_max_ms = float(request.query.get("max_ms", str(faults.latency_min_ms)))
+        faults.latency_min_ms = _float(request, "min_ms", 0.0)
+        faults.latency_max_ms = _float(request, "max_ms", faults.latency_min_ms)
     return web.json_response({"min_ms": faults.latency_min_ms, "max_ms": faults.latency_max_ms})
 
 
@@ -154,8 +166,7 @@ async def fault_expire_subscriptions(request: web.Request) -> web.Response:
 
 async def fault_max_connections(request: web.Request) -> web.Response:
     faults: Faults = _state(request).faults
-    limit = _int(request, "limit", None)
-    faults.max_connections = limit if limit else None
+    faults.max_connections = _int(request, "limit", None)
     return web.json_response({"max_connections": faults.max_connections})
 
 

@@ -80,9 +80,26 @@ def success(op: str, content: str = "") -> str:
     )
 
 
-def error(op: str, code: str, text: str, content: str = "", message_xml: str = "") -> str:
+# What Exchange puts after DescriptiveLinkKey in an error message (as in Microsoft's samples);
+# for these operations the schema requires it.
+_ERROR_TAIL = {
+    "GetItem": "<m:Items/>",
+    "CreateItem": "<m:Items/>",
+    "CopyItem": "<m:Items/>",
+    "MoveItem": "<m:Items/>",
+    "GetFolder": "<m:Folders/>",
+    "CreateFolder": "<m:Folders/>",
+    "SyncFolderItems": "<m:SyncState/><m:IncludesLastItemInRange>true</m:IncludesLastItemInRange>",
+    "GetStreamingEvents": "<m:ConnectionStatus>Closed</m:ConnectionStatus>",
+}
+
+
+def error(op: str, code: str, text: str, content: str | None = None, message_xml: str = "") -> str:
     """One failed `m:{op}ResponseMessage` (schema order: MessageText, ResponseCode,
-    DescriptiveLinkKey, MessageXml, then operation-specific elements)."""
+    DescriptiveLinkKey, MessageXml, then operation-specific elements: `content`, or what
+    Exchange sends for the operation)."""
+    if content is None:
+        content = _ERROR_TAIL.get(op, "")
     xml_part = f"<m:MessageXml>{message_xml}</m:MessageXml>" if message_xml else ""
     return (
         f'<m:{op}ResponseMessage ResponseClass="Error"><m:MessageText>{esc(text)}</m:MessageText>'

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from exchange_sim import ids
 from exchange_sim.mime import MimeProps, parse_headers
@@ -116,7 +116,7 @@ class Event:
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    return datetime.now(UTC)
 
 
 class Store:
@@ -126,6 +126,7 @@ class Store:
         self.items: dict[str, Item] = {}
         self.listeners: list[Callable[[Event], None]] = []
         self._seq = 0
+        self._last_received = utcnow()
         self.public_root = self._new_folder("IPM_SUBTREE", None, None, "publicfoldersroot")
 
     # -- structure ---------------------------------------------------------------------------
@@ -297,6 +298,15 @@ class Store:
             old_parent_changekey=old.folder.changekey if old else None,
         )
 
+    def _received_now(self) -> datetime:
+        """Strictly increasing receive times, so sorting on DateTimeReceived is a total
+        order (the wire shows whole seconds; the store keeps microseconds)."""
+        now = utcnow()
+        if now <= self._last_received:
+            now = self._last_received + timedelta(microseconds=1)
+        self._last_received = now
+        return now
+
     def deliver(self, folder: Folder, raw: bytes) -> Item:
         """Transport delivery: not a draft, unread; CreatedEvent + NewMailEvent. Like Exchange
         transport, a message without a Message-ID header gets one."""
@@ -305,7 +315,9 @@ class Store:
             message_id = f"<{uuid.uuid4().hex}@exchange-sim.local>"
             raw = b"Message-ID: " + message_id.encode("ascii") + b"\r\n" + raw
             props = parse_headers(raw)
-        item = self._place(folder, raw, props, received=utcnow(), is_draft=False, is_read=False)
+        item = self._place(
+            folder, raw, props, received=self._received_now(), is_draft=False, is_read=False
+        )
         self._emit(self._event("CreatedEvent", item))
         self._emit(self._event("NewMailEvent", item))
         return item
@@ -313,7 +325,12 @@ class Store:
     def create(self, folder: Folder, raw: bytes, *, is_draft: bool, is_read: bool) -> Item:
         """CreateItem with MIME content (SaveOnly): CreatedEvent only."""
         item = self._place(
-            folder, raw, parse_headers(raw), received=utcnow(), is_draft=is_draft, is_read=is_read
+            folder,
+            raw,
+            parse_headers(raw),
+            received=self._received_now(),
+            is_draft=is_draft,
+            is_read=is_read,
         )
         self._emit(self._event("CreatedEvent", item))
         return item

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -28,6 +29,7 @@ OP = "GetStreamingEvents"
 class OpenStream:
     """Handle the side channel uses to cut a stream."""
 
+    recorder: Recorder = None
     drop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -48,8 +50,9 @@ def _status(status: str) -> str:
 
 
 def error_envelope(code: str, text: str, sub_ids: list[str]) -> str:
-    ids = "".join(f"<m:SubscriptionId>{sx.esc(s)}</m:SubscriptionId>" for s in sub_ids)
+    ids = "".join(f"<t:SubscriptionId>{sx.esc(s)}</t:SubscriptionId>" for s in sub_ids)
     content = f"<m:ErrorSubscriptionIds>{ids}</m:ErrorSubscriptionIds>" if ids else ""
+    content += "<m:ConnectionStatus>Closed</m:ConnectionStatus>"
     return sx.operation_response(OP, sx.error(OP, code, text, content))
 
 
@@ -75,8 +78,15 @@ def _notifications(subs: list[Subscription]) -> list[str]:
     return envelopes
 
 
+Recorder = Callable[[str, bytes], None] | None
+
+
 async def get_streaming_events(
-    request: web.Request, ctx: Ctx, req: etree._Element, registry: StreamRegistry
+    request: web.Request,
+    ctx: Ctx,
+    req: etree._Element,
+    registry: StreamRegistry,
+    recorder: Recorder = None,
 ) -> web.StreamResponse:
     sub_ids = [e.text or "" for e in req.findall(f"{M}SubscriptionIds/{T}SubscriptionId")]
     timeout_minutes = int_value(req.findtext(M + "ConnectionTimeout"), 30, 1, 30)
@@ -85,7 +95,9 @@ async def get_streaming_events(
     code = "ErrorInvalidSubscription"
     for sub_id in sub_ids:
         try:
-            subs.append(ctx.subscriptions.get(sub_id, kind="streaming"))
+            subs.append(
+                ctx.subscriptions.get(sub_id, kind="streaming", unknown="ErrorInvalidSubscription")
+            )
         except StoreError as e:
             bad.append(sub_id)
             code = e.code
@@ -96,7 +108,7 @@ async def get_streaming_events(
     response = web.StreamResponse(headers={"Content-Type": "text/xml; charset=utf-8"})
     response.enable_chunked_encoding()
     await response.prepare(request)
-    handle = OpenStream()
+    handle = OpenStream(recorder=recorder)
     registry.open.add(handle)
     wakeup = asyncio.Event()
     for sub in subs:
@@ -126,7 +138,7 @@ async def _pump(
     config = ctx.config
     loop_start = time.monotonic()
     deadline = loop_start + timeout_minutes * config.minute_seconds
-    await response.write(_status("OK").encode())
+    await _send(response, handle, _status("OK"))
     last_write = time.monotonic()
     while True:
         if handle.drop.is_set():
@@ -136,25 +148,32 @@ async def _pump(
         if lost:
             gone_code = ctx.subscriptions.gone.get(lost[0], "ErrorSubscriptionNotFound")
             envelope = error_envelope(gone_code, "The subscription is no longer valid.", lost)
-            await response.write(envelope.encode())
+            await _send(response, handle, envelope)
             await response.write_eof()
             return
         for envelope in _notifications(subs):
-            await response.write(envelope.encode())
+            await _send(response, handle, envelope)
             last_write = time.monotonic()
         now = time.monotonic()
         if now >= deadline:
-            await response.write(_status("Closed").encode())
+            await _send(response, handle, _status("Closed"))
             await response.write_eof()
             return
         if now - last_write >= config.keepalive_seconds:
-            await response.write(_status("OK").encode())
+            await _send(response, handle, _status("OK"))
             last_write = now
         wait = min(deadline - now, last_write + config.keepalive_seconds - now)
         wakeup.clear()
         if any(sub.events for sub in subs):
             continue
         await _wait_any(wakeup, handle.drop, max(wait, 0.0))
+
+
+async def _send(response: web.StreamResponse, handle: OpenStream, envelope: str) -> None:
+    data = envelope.encode()
+    if handle.recorder is not None:
+        handle.recorder(OP, data)
+    await response.write(data)
 
 
 async def _wait_any(first: asyncio.Event, second: asyncio.Event, timeout: float) -> None:

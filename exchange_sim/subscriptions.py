@@ -56,6 +56,7 @@ class Subscription:
     last_used: float
     events: deque[tuple[int, Event]] = field(default_factory=deque)
     next_seq: int = 1
+    pull_cursor: int = 0  # last event handed out by GetEvents
     open_streams: int = 0
     waiters: set[asyncio.Event] = field(default_factory=set)
 
@@ -117,11 +118,15 @@ class Subscriptions:
                 del self.active[sub.id]
                 self.gone[sub.id] = "ErrorSubscriptionNotFound"
 
-    def get(self, sub_id: str, kind: str | None = None) -> Subscription:
+    def get(
+        self, sub_id: str, kind: str | None = None, unknown: str = "ErrorSubscriptionNotFound"
+    ) -> Subscription:
+        """An active subscription; a lost one raises the code it was lost with, an id never
+        issued raises `unknown`."""
         self._expire_idle()
         sub = self.active.get(sub_id)
         if sub is None:
-            code = self.gone.get(sub_id, "ErrorSubscriptionNotFound")
+            code = self.gone.get(sub_id, unknown)
             raise StoreError(code, "The specified subscription was not found.")
         if kind is not None and sub.kind != kind:
             raise StoreError(

@@ -114,10 +114,7 @@ def sync_folder_items(ctx: Ctx, req: etree._Element) -> str:
             )
         since = _decode_sync_state(folder, sync_state) if sync_state else 0
     except StoreError as e:
-        tail = "<m:SyncState/><m:IncludesLastItemInRange>true</m:IncludesLastItemInRange>"
-        return sx.operation_response(
-            "SyncFolderItems", sx.error("SyncFolderItems", e.code, e.text, tail)
-        )
+        return sx.operation_response("SyncFolderItems", sx.error("SyncFolderItems", e.code, e.text))
     ignore = {e.get("Id") for e in req.findall(f"{M}Ignore/{T}ItemId")}
     changes, seq, last = ctx.store.sync_changes(folder, since, max_changes)
     parts = []

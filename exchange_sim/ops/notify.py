@@ -114,19 +114,23 @@ def get_events(ctx: Ctx, req: etree._Element) -> str:
 
 
 def _pull_notification(sub: Subscription, since: int) -> str:
+    """Events after the client's watermark. The server also remembers what it has handed
+    out (exchangelib repeats the original watermark while MoreEvents is true)."""
     while sub.events and sub.events[0][0] <= since:
         sub.events.popleft()  # acknowledged by the client's watermark
-    batch = [sub.events[i] for i in range(min(MAX_EVENTS_PER_NOTIFICATION, len(sub.events)))]
-    more = len(sub.events) > len(batch)
+    start = max(since, sub.pull_cursor)
+    pending = [entry for entry in sub.events if entry[0] > start]
+    batch = pending[:MAX_EVENTS_PER_NOTIFICATION]
+    more = len(pending) > len(batch)
     if batch:
+        sub.pull_cursor = batch[-1][0]
         events = "".join(event_xml(ev, encode_watermark(seq)) for seq, ev in batch)
     else:
-        events = (
-            f"<t:StatusEvent><t:Watermark>{encode_watermark(since)}</t:Watermark></t:StatusEvent>"
-        )
+        current = encode_watermark(start)
+        events = f"<t:StatusEvent><t:Watermark>{current}</t:Watermark></t:StatusEvent>"
     return (
         f"<m:Notification><t:SubscriptionId>{sub.id}</t:SubscriptionId>"
-        f"<t:PreviousWatermark>{encode_watermark(since)}</t:PreviousWatermark>"
+        f"<t:PreviousWatermark>{encode_watermark(start)}</t:PreviousWatermark>"
         f"<t:MoreEvents>{'true' if more else 'false'}</t:MoreEvents>{events}</m:Notification>"
     )
 
