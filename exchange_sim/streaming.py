@@ -17,7 +17,7 @@ from aiohttp import web
 from lxml import etree
 
 from exchange_sim import soapxml as sx
-from exchange_sim.ops.common import Ctx, M, T, int_value
+from exchange_sim.ops.common import Ctx, M, RequestError, T, int_value
 from exchange_sim.ops.notify import MAX_EVENTS_PER_NOTIFICATION, event_xml
 from exchange_sim.store import StoreError
 from exchange_sim.subscriptions import Subscription
@@ -89,6 +89,8 @@ async def get_streaming_events(
     recorder: Recorder = None,
 ) -> web.StreamResponse:
     sub_ids = [e.text or "" for e in req.findall(f"{M}SubscriptionIds/{T}SubscriptionId")]
+    if not sub_ids:
+        raise RequestError("ErrorSchemaValidation", "SubscriptionIds needs t:SubscriptionId.")
     timeout_minutes = int_value(req.findtext(M + "ConnectionTimeout"), 30, 1, 30)
     subs: list[Subscription] = []
     bad: list[str] = []
