@@ -146,6 +146,14 @@ class Service:
     def total(self) -> float:
         return sum(self.count(o) for o in Outcome)
 
+    def settled(self, sim: Simulator, total: int, folder: str = QUEUE) -> bool:
+        """`total` messages counted, the queue folder empty and nothing left in flight."""
+        return (
+            self.total() == total
+            and queue_empty(sim, folder)
+            and self.value("emaillog_in_flight_messages") == 0
+        )
+
     async def until(self, condition: Callable[[], bool], what: str = "condition") -> None:
         async with asyncio.timeout(WAIT_SECONDS):
             while not condition():

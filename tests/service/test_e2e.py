@@ -29,7 +29,6 @@ from tests.service.harness import (
     hashed,
     mime,
     prepare_database,
-    queue_empty,
     running,
     settings_for,
 )
@@ -69,12 +68,12 @@ async def test_every_rule_end_to_end(sim: Simulator, db: str) -> None:
     async with running(settings) as service:
         for raw, _ in messages.values():
             sim.deliver(MAILBOX, QUEUE, raw)
-        await service.until(lambda: service.total() == len(messages) and queue_empty(sim))
+        await service.until(lambda: service.settled(sim, len(messages)))
 
         # Rule 3: a second copy of a logged message (same Message-ID), after the first.
         copy_raw, _ = mime(sender=SALES, to=BUYER, message_id=messages["outbound"][1])
         sim.deliver(MAILBOX, QUEUE, copy_raw)
-        await service.until(lambda: service.count(Outcome.DUPLICATE) == 1 and queue_empty(sim))
+        await service.until(lambda: service.settled(sim, len(messages) + 1))
 
         expected = {
             Outcome.LOGGED: 2,
@@ -171,11 +170,11 @@ async def test_catch_up_of_mail_waiting_before_start(
 
     settings = settings_for(sim, db, queue_folder=queue, storage_folder=storage)
     async with running(settings) as service:
-        await service.until(lambda: service.total() == 20 and queue_empty(sim, queue))
+        await service.until(lambda: service.settled(sim, 20, queue))
         # And mail arriving afterwards, through the stream.
         late, _ = mime(sender=BUYER, to=SALES)
         sim.deliver(MAILBOX, queue, late)
-        await service.until(lambda: service.total() == 21 and queue_empty(sim, queue))
+        await service.until(lambda: service.settled(sim, 21, queue))
         assert service.count(Outcome.LOGGED) == 13
         assert service.count(Outcome.UNREGISTERED) == 8
 
@@ -200,20 +199,20 @@ async def test_stream_faults_and_throttling_lose_nothing_and_log_nothing_twice(
 
     async with running(settings) as service:
         deliver(10)
-        await service.until(lambda: service.total() == delivered and queue_empty(sim))
+        await service.until(lambda: service.settled(sim, delivered))
 
         # The stream dies mid-body; mail delivered meanwhile comes in by catch-up.
         sim.drop_streams()
         deliver(10)
-        await service.until(lambda: service.total() == delivered and queue_empty(sim))
+        await service.until(lambda: service.settled(sim, delivered))
         # The subscription expires on the server.
         sim.expire_subscriptions()
         deliver(10)
-        await service.until(lambda: service.total() == delivered and queue_empty(sim))
+        await service.until(lambda: service.settled(sim, delivered))
         # The server is busy for a while: everyone backs off as told.
         sim.set_busy(6, back_off_ms=100)
         deliver(10)
-        await service.until(lambda: service.total() == delivered and queue_empty(sim))
+        await service.until(lambda: service.settled(sim, delivered))
 
         assert service.value("emaillog_upstream_throttled_total") >= 1
         assert service.value("emaillog_source_reconnects_total") >= 2

@@ -128,7 +128,7 @@ async def test_database_restart_mid_run_pauses_and_resumes(
     ready_url = f"http://127.0.0.1:{settings.http_port}/readyz"
     async with running(settings) as service:
         logged = deliver_mix(sim, 10)
-        await service.until(lambda: service.total() == 10 and queue_empty(sim))
+        await service.until(lambda: service.settled(sim, 10))
 
         await own_pg.stop()
         logged += deliver_mix(sim, 20)
@@ -143,7 +143,7 @@ async def test_database_restart_mid_run_pauses_and_resumes(
         assert len(sim.list_items(MAILBOX, QUEUE)) == 20  # nothing deleted undecided
 
         await own_pg.start()
-        await service.until(lambda: service.total() == 30 and queue_empty(sim))
+        await service.until(lambda: service.settled(sim, 30))
         assert service.count(Outcome.FAILED) == 0
 
     await assert_exactly_once(own_pg.url, sim, delivered=30, logged=logged)
