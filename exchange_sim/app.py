@@ -51,6 +51,7 @@ OPERATIONS: dict[str, Operation] = {
     "ConvertId": notify.convert_id,
 }
 STREAMING_OPERATION = "GetStreamingEvents"
+AFFINITY_COOKIE = "EXSIM01.example.com~1941962753"
 
 
 @dataclass
@@ -163,7 +164,11 @@ async def _handle(request: web.Request, state: SimState) -> web.StreamResponse:
             return await get_streaming_events(
                 request, ctx, request_elem, state.streams, state.recorder
             )
-        return _xml_response(OPERATIONS[op](ctx, request_elem))
+        response = _xml_response(OPERATIONS[op](ctx, request_elem))
+        if op == "Subscribe":
+            # Affinity: exchangelib echoes this back on GetStreamingEvents/GetEvents/Unsubscribe.
+            response.set_cookie("X-BackEndOverrideCookie", AFFINITY_COOKIE, path="/")
+        return response
     except RequestError as e:
         return _fault(e.code, e.text)
     except StoreError as e:

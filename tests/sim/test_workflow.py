@@ -84,6 +84,7 @@ def test_streaming_delivery_fires_created_and_newmail(
     assert {e.item_id.id for e in events} == {item_id}
     assert all(e.parent_folder_id.id == queue.id for e in events)
     assert all(e.watermark is None for e in events)  # streaming events carry no watermark
+    assert account.affinity_cookie  # set by Subscribe, echoed on later calls
     envelopes = [body for op, body in recorder.responses if op == "GetStreamingEvents"]
     assert b"<m:ConnectionStatus>OK</m:ConnectionStatus>" in envelopes[0]
     assert b"<m:ConnectionStatus>Closed</m:ConnectionStatus>" in envelopes[-1]
