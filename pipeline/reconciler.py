@@ -115,8 +115,18 @@ class Reconciler:
                 return in_storage[0]
             in_queue = await self._source.find_in_queue(mid)
             # Prefer our own queue item; other copies become duplicates once this is stored.
-            ours = [r for r in in_queue if r.item_id == row.queue_item_id] or in_queue[:1]
-            return await self._move(ours[0]) if ours else None
+            ours = [r for r in in_queue if r.item_id == row.queue_item_id]
+            if ours:
+                return await self._move(ours[0])
+            for copy in in_queue:
+                # Another copy: hold it so the pipeline does not delete it as a duplicate
+                # while we move it (a copy the pipeline holds is skipped).
+                if await self._in_flight.admit(copy.item_id):
+                    try:
+                        return await self._move(copy)
+                    finally:
+                        self._in_flight.release(copy.item_id)
+            return None
         if row.queue_item_id is None:
             return None
         ref = MailRef(row.queue_item_id)

@@ -11,6 +11,7 @@ import exchangelib
 import pytest
 
 from exchange_sim import Simulator
+from exchange_sim.sideband import resolve_folder
 from pipeline.model import Outcome
 from tests.service.harness import (
     BOSS,
@@ -61,13 +62,18 @@ async def test_every_rule_end_to_end(sim: Simulator, db: str) -> None:
         "inbound": mime(sender=OTHER_HOME, to=f"{SALES}, {BOSS}"),
         "sensitive": mime(sender=SALES, to=BUYER, sensitivity="Private"),
         "excluded": mime(sender=SALES, to=f"{BUYER}, someone@blocked.test"),
+        "draft": mime(sender=SALES, to=BUYER),
         "no_parties": mime(sender=SALES, to=None),
         "address_too_long": mime(sender=STRANGER, to="x@" + "d" * 80 + ".test"),
         "unregistered": mime(sender=STRANGER, to=BUYER),
     }
     async with running(settings) as service:
-        for raw, _ in messages.values():
-            sim.deliver(MAILBOX, QUEUE, raw)
+        for name, (raw, _) in messages.items():
+            if name == "draft":  # saved by a client, not delivered by transport
+                queue = resolve_folder(sim.state.store, MAILBOX, QUEUE)
+                sim.state.store.create(queue, raw, is_draft=True, is_read=False)
+            else:
+                sim.deliver(MAILBOX, QUEUE, raw)
         await service.until(lambda: service.settled(sim, len(messages)))
 
         # Rule 3: a second copy of a logged message (same Message-ID), after the first.
@@ -84,7 +90,7 @@ async def test_every_rule_end_to_end(sim: Simulator, db: str) -> None:
             Outcome.ADDRESS_TOO_LONG: 1,
             Outcome.UNREGISTERED: 1,
             Outcome.FAILED: 0,
-            Outcome.DRAFT: 0,
+            Outcome.DRAFT: 1,
         }
         assert {o: service.count(o) for o in Outcome} == expected
         assert service.value("emaillog_interactions_logged_total") == 4
