@@ -1,0 +1,74 @@
+"""The lane runner: micro-batches, per-item and whole-batch retries, poison isolation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from pipeline.errors import DatabaseUnavailable, ItemGone, Retryable
+from pipeline.metrics import Metrics
+from pipeline.runner import RetryPolicy, next_batch, run_batch
+
+POLICY = RetryPolicy(max_attempts=3, max_wait_seconds=0.01)
+
+
+async def test_next_batch_takes_what_is_there_up_to_the_limit() -> None:
+    inbox: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(7):
+        inbox.put_nowait(i)
+    assert await next_batch(inbox, 5, 0.0) == [0, 1, 2, 3, 4]
+    assert await next_batch(inbox, 5, 0.0) == [5, 6]
+
+
+async def test_only_items_that_returned_a_retryable_are_retried() -> None:
+    calls: list[list[int]] = []
+
+    async def stage(items: Sequence[int]) -> list[int | Exception]:
+        calls.append(list(items))
+        # Item 2 fails transiently once; item 3 is gone for good.
+        return [
+            Retryable("busy") if i == 2 and len(calls) == 1 else ItemGone("x") if i == 3 else i * 10
+            for i in items
+        ]
+
+    metrics = Metrics()
+    results = await run_batch("fetch", stage, [1, 2, 3], POLICY, metrics)
+
+    assert calls == [[1, 2, 3], [2]]
+    assert results[:2] == [10, 20] and isinstance(results[2], ItemGone)
+    assert metrics.registry.get_sample_value("emaillog_retries_total", {"stage": "fetch"}) == 1
+
+
+async def test_an_item_still_failing_after_max_attempts_keeps_its_error() -> None:
+    async def stage(items: Sequence[int]) -> list[int | Exception]:
+        return [Retryable("always") if i == 2 else i for i in items]
+
+    results = await run_batch("move", stage, [1, 2], POLICY, Metrics())
+
+    assert results[0] == 1 and isinstance(results[1], Retryable)
+
+
+async def test_a_batch_failing_as_a_whole_is_rerun_item_by_item() -> None:
+    async def stage(items: Sequence[int]) -> list[int | Exception]:
+        if 13 in items:
+            raise ValueError("poison")
+        return list(items)
+
+    results = await run_batch("classify", stage, [1, 13, 2], POLICY, Metrics())
+
+    assert results[0] == 1 and results[2] == 2
+    assert isinstance(results[1], ValueError)
+
+
+async def test_a_database_outage_is_retried_beyond_max_attempts() -> None:
+    attempts = 0
+
+    async def stage(items: Sequence[int]) -> list[int | Exception]:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= POLICY.max_attempts + 2:
+            raise DatabaseUnavailable("restarting")
+        return list(items)
+
+    assert await run_batch("dedupe", stage, [1, 2], POLICY, Metrics()) == [1, 2]
+    assert attempts == POLICY.max_attempts + 3
