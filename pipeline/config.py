@@ -73,6 +73,9 @@ class Settings:
     database_url: str = setting("", doc="PostgreSQL URL; empty starts an embedded server")
     data_dir: Path = setting(Path(".emaillog"), Path, "where the embedded PostgreSQL keeps data")
     db_pool_connections: int = setting(4, _positive_int, "asyncpg pool size")
+    db_connect_timeout_seconds: float = setting(
+        10.0, _positive_float, "how long to wait for PostgreSQL to answer a connection"
+    )
 
     # --- rules ---
     include_cc: bool = setting(False, _bool, "consider Cc recipients too (BC); To only (NAV)")
@@ -106,9 +109,8 @@ class Settings:
     store_batch_messages: int = setting(50, _positive_int, "messages per database transaction")
     batch_wait_ms: float = setting(20.0, _non_negative_float, "max wait to fill a micro-batch")
     stage_queue_messages: int = setting(200, _positive_int, "capacity of each inter-stage queue")
-    max_in_flight_messages: int = setting(500, _positive_int, "messages between intake and disposal")
-    max_message_bytes: int = setting(
-        50_000_000, _positive_int, "MIME larger than this is processed from its headers only"
+    max_in_flight_messages: int = setting(
+        500, _positive_int, "messages between intake and disposal"
     )
     retry_max_attempts: int = setting(5, _positive_int, "attempts before a message is failed")
     retry_max_wait_seconds: float = setting(60.0, _positive_float, "longest back-off between tries")

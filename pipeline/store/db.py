@@ -33,8 +33,6 @@ from pipeline.store.migrate import apply_migrations
 log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "emaillog"
-#: How long one connection attempt may take before the database counts as unreachable.
-CONNECT_TIMEOUT_SECONDS = 10.0
 
 # Embedded servers this process holds, by data directory: [server handle, users].
 _embedded: dict[Path, list[Any]] = {}
@@ -47,40 +45,45 @@ _embedded_lock = threading.Lock()
 class Database:
     pool: asyncpg.Pool
     url: str
+    #: How long one connection attempt may take before the database counts as unreachable.
+    connect_timeout_seconds: float = 10.0
 
 
 @asynccontextmanager
 async def open_database(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Database]:
     """A pool on the configured (or embedded) database; migrations applied unless told not to."""
     async with _server_url(settings) as url:
-        pool = await create_pool(url, max_size=settings.db_pool_connections)
+        timeout = settings.db_connect_timeout_seconds
+        pool = await create_pool(
+            url, max_size=settings.db_pool_connections, timeout_seconds=timeout
+        )
         try:
             if migrate:
                 async with pool.acquire() as conn:
                     await apply_migrations(conn)
-            yield Database(pool=pool, url=url)
+            yield Database(pool=pool, url=url, connect_timeout_seconds=timeout)
         finally:
             await pool.close()
 
 
-async def create_pool(url: str, *, max_size: int) -> asyncpg.Pool:
+async def create_pool(url: str, *, max_size: int, timeout_seconds: float) -> asyncpg.Pool:
     """An asyncpg pool; a bad URL is a ConfigError, an unreachable server DatabaseUnavailable."""
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=1, max_size=max_size, timeout=CONNECT_TIMEOUT_SECONDS
+            url, min_size=1, max_size=max_size, timeout=timeout_seconds
         )
     except BaseException as exc:
-        raise _connect_error(url, exc) from exc
+        raise _connect_error(url, exc, timeout_seconds) from exc
     assert pool is not None  # create_pool returns None only when awaited twice
     return pool
 
 
-async def connect(url: str) -> asyncpg.Connection:
+async def connect(url: str, *, timeout_seconds: float) -> asyncpg.Connection:
     """One connection outside the pool (LISTEN needs its own), with the same error mapping."""
     try:
-        return await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_SECONDS)
+        return await asyncpg.connect(url, timeout=timeout_seconds)
     except BaseException as exc:
-        raise _connect_error(url, exc) from exc
+        raise _connect_error(url, exc, timeout_seconds) from exc
 
 
 def describe_url(url: str) -> str:
@@ -94,7 +97,7 @@ def describe_url(url: str) -> str:
         return "(unparseable URL)"
 
 
-def _connect_error(url: str, exc: BaseException) -> BaseException:
+def _connect_error(url: str, exc: BaseException, timeout_seconds: float) -> BaseException:
     where = describe_url(url)
     if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
         return exc
@@ -106,7 +109,7 @@ def _connect_error(url: str, exc: BaseException) -> BaseException:
         return ConfigError([f"EMAILLOG_DATABASE_URL: {exc} (server {where})"])
     if isinstance(exc, TimeoutError):
         return DatabaseUnavailable(
-            f"cannot connect to PostgreSQL at {where}: no answer in {CONNECT_TIMEOUT_SECONDS:g} s"
+            f"cannot connect to PostgreSQL at {where}: no answer in {timeout_seconds:g} s"
         )
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return DatabaseUnavailable(f"cannot connect to PostgreSQL at {where}: {reason}")
@@ -121,7 +124,9 @@ async def _server_url(settings: Settings) -> AsyncIterator[str]:
     server = await _acquire_embedded(pgdata)
     try:
         url = server.get_uri(EMBEDDED_DATABASE)
-        await _ensure_database(server.get_uri("postgres"), EMBEDDED_DATABASE)
+        await _ensure_database(
+            server.get_uri("postgres"), EMBEDDED_DATABASE, settings.db_connect_timeout_seconds
+        )
         yield url
     finally:
         await _release_embedded(pgdata)
@@ -172,8 +177,8 @@ def _release_embedded_sync(pgdata: Path) -> None:
         held[0].cleanup()
 
 
-async def _ensure_database(maintenance_url: str, name: str) -> None:
-    conn = await connect(maintenance_url)
+async def _ensure_database(maintenance_url: str, name: str, timeout_seconds: float) -> None:
+    conn = await connect(maintenance_url, timeout_seconds=timeout_seconds)
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:

@@ -146,7 +146,7 @@ class DirectoryWatcher:
             await asyncio.sleep(self._reconnect_seconds)
 
     async def _listen_and_reload(self) -> None:
-        conn = await connect(self.db.url)
+        conn = await connect(self.db.url, timeout_seconds=self.db.connect_timeout_seconds)
         wake = asyncio.Event()
         lost = False
 
