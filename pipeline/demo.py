@@ -482,7 +482,7 @@ async def _summary(
     want_entries = sum(s.entries for s in SAMPLES)
     say("")
     say(f"Interaction log entries ({len(entries)}, expected {want_entries}):")
-    say(f"{'no.':>4}  {'salesperson':<24}{'contact':<30}{'flow':<10}description")
+    say(f"{'no.':>4}  {'salesperson':<24}{'contact':<36}{'flow':<10}description")
     for e in entries:
         contact = f"{e['contact_no']} {e['contact'] or ''}"
         if e["contact_alt_address_code"]:
@@ -490,7 +490,7 @@ async def _summary(
         contact += f" ({e['contact_company_no']})" if e["contact_company_no"] else ""
         salesperson = f"{e['salesperson_code']} {e['salesperson'] or ''}"
         say(
-            f"{e['entry_no']:>4}  {salesperson[:23]:<24}{contact[:29]:<30}"
+            f"{e['entry_no']:>4}  {salesperson[:23]:<24}{contact[:35]:<36}"
             f"{e['information_flow']:<10}{e['description']}"
         )
     if len(entries) != want_entries:
