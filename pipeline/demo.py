@@ -47,6 +47,7 @@ from pipeline.demo_data import (
     TEMPLATE_CODE,
     Sample,
     expected_counts,
+    expected_entries,
     write_directory_csv,
 )
 from pipeline.errors import EmailLogError
@@ -323,7 +324,7 @@ async def _watch(
         in_queue = len(sim.list_items(MAILBOX, QUEUE_FOLDER))
         snapshot = Snapshot(counts, expected, deliveries.done, total, in_queue)
         view.show(snapshot)
-        disposed = sum(n for outcome, n in counts.items() if outcome != Outcome.FAILED)
+        disposed = _disposed(counts)
         if (
             deliveries.done == total
             and disposed == total
@@ -479,7 +480,7 @@ async def _summary(
         ORDER BY e.entry_no
         """
     )
-    want_entries = sum(s.entries for s in SAMPLES)
+    want_entries = expected_entries()
     say("")
     say(f"Interaction log entries ({len(entries)}, expected {want_entries}):")
     say(f"{'no.':>4}  {'salesperson':<24}{'contact':<36}{'flow':<10}description")
