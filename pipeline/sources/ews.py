@@ -160,6 +160,10 @@ class EwsSource:
     # --- arrivals ---
 
     async def arrivals(self) -> AsyncIterator[MailRef]:
+        """The stream thread starts at the first `anext()`, not at the call. The iterator
+        never ends on its own, not even at close(): cancel the task consuming it. One
+        consumer per open(). Failures are retried inside (see ews_stream.py); watch
+        `connected` and the SourceEvents hooks for their state."""
         if self._account is None or self._loop is None:
             raise RuntimeError("EwsSource.arrivals() before open()")
         if self._stream is not None:
