@@ -30,7 +30,7 @@ from exchangelib import (
     OAuth2Credentials,
     Version,
 )
-from exchangelib.errors import ErrorFolderNotFound
+from exchangelib.errors import ErrorFolderNotFound, SessionPoolMinSizeReached
 from exchangelib.protocol import BaseProtocol, NoVerifyHTTPAdapter, Protocol
 from exchangelib.transport import NOAUTH
 
@@ -152,7 +152,20 @@ def connect(settings: Settings) -> Any:
     # BaseProtocol.TIMEOUT is a class attribute; exchangelib reads it through the instance,
     # so an instance attribute sets it for this endpoint only.
     account.protocol.TIMEOUT = settings.ews_timeout_seconds
+    account.protocol.decrease_poolsize = _keep_pool_size
     return account
+
+
+def _keep_pool_size() -> None:
+    """Replaces the protocol's decrease_poolsize(): the session pool never shrinks.
+
+    exchangelib shrinks its pool on ErrorServerBusy and ErrorExceededConnectionCount, taking
+    a session while holding the pool lock; when none is idle (the stream holds one for
+    minutes) it tries to grow the pool under that same non-reentrant lock, and every worker
+    thread deadlocks for good (tests/reliability: connection_limit). Our concurrency is
+    bounded by EMAILLOG_EWS_WORKER_THREADS anyway; the error reaches the runner, which backs
+    off and retries."""
+    raise SessionPoolMinSizeReached("the session pool is sized by EMAILLOG_EWS_WORKER_THREADS")
 
 
 def resolve_folder(account: Any, path: FolderPath) -> Any:
