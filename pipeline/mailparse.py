@@ -53,7 +53,9 @@ def parse_mime(raw: bytes, *, received_at: datetime | None = None) -> Mail:
         msg = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
     except Exception:  # the parser is lenient, but "never raises" must not depend on that
         return Mail(message_id=None, content_hash=content_hash, received_at=received_at)
-    sender = _first(_addresses(msg, "From")) or _first(_addresses(msg, "Sender"))
+    # Exchange's Sender property (what NAV reads, and BC's Graph `sender`, not `from`): the
+    # Sender: header when present ("on behalf of" mail), else From:. The EWS source agrees.
+    sender = _first(_addresses(msg, "Sender")) or _first(_addresses(msg, "From"))
     return Mail(
         message_id=_message_id(_raw(msg, "Message-ID")),
         content_hash=content_hash,

@@ -59,6 +59,14 @@ def test_x_unsent_marks_a_draft() -> None:
     assert not parse_mime(eml("X-Unsent: 0")).is_draft
 
 
+def test_sender_header_wins_over_from_as_exchange_sender_does() -> None:
+    # "On behalf of" mail: NAV reads Exchange's Sender property (BC: Graph `sender`).
+    on_behalf = parse_mime(eml("From: boss@us.example", "Sender: assistant@us.example"))
+    assert on_behalf.sender is not None and on_behalf.sender.key == "assistant@us.example"
+    plain = parse_mime(eml("From: boss@us.example"))
+    assert plain.sender is not None and plain.sender.key == "boss@us.example"
+
+
 def test_received_at_parameter_wins_over_headers() -> None:
     when = datetime(2020, 1, 1, tzinfo=UTC)
     raw = eml("Received: from a by b; Tue, 02 Jan 2024 10:00:00 +0000")
