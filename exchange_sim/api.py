@@ -82,6 +82,11 @@ class Simulator:
         target = resolve_folder(self.state.store, mailbox, folder)
         return self.state.store.deliver(target, raw).id
 
+    def save_draft(self, mailbox: str, folder: str, raw: bytes) -> str:
+        """Save raw MIME as a user's draft would be saved (CreateItem: CreatedEvent only)."""
+        target = resolve_folder(self.state.store, mailbox, folder)
+        return self.state.store.create(target, raw, is_draft=True, is_read=True).id
+
     def list_items(self, mailbox: str, folder: str) -> list[dict[str, Any]]:
         target = resolve_folder(self.state.store, mailbox, folder)
         return [item_summary(i) for i in target.items.values()]
@@ -181,6 +186,9 @@ class SimulatorThread:
 
     def deliver(self, mailbox: str, folder: str, raw: bytes) -> str:
         return self.call(self.sim.deliver, mailbox, folder, raw)
+
+    def save_draft(self, mailbox: str, folder: str, raw: bytes) -> str:
+        return self.call(self.sim.save_draft, mailbox, folder, raw)
 
     def list_items(self, mailbox: str, folder: str) -> list[dict[str, Any]]:
         return self.call(self.sim.list_items, mailbox, folder)

@@ -261,15 +261,11 @@ def _put(sim: Simulator, sample: Sample) -> None:
     """Deliver a sample into the queue, or save it there as a draft.
 
     Transport delivery never makes a draft (in Exchange or in exchange_sim): a draft gets
-    into the queue folder when a user saves one there, which is a CreateItem. The simulator
-    has no public call for that, so this uses the one its CreateItem handler uses."""
-    if not sample.draft:
+    into the queue folder when a user saves one there, which is a CreateItem."""
+    if sample.draft:
+        sim.save_draft(MAILBOX, QUEUE_FOLDER, sample.raw)
+    else:
         sim.deliver(MAILBOX, QUEUE_FOLDER, sample.raw)
-        return
-    from exchange_sim.sideband import resolve_folder
-
-    folder = resolve_folder(sim.state.store, MAILBOX, QUEUE_FOLDER)
-    sim.state.store.create(folder, sample.raw, is_draft=True, is_read=True)
 
 
 async def _deliver_live(

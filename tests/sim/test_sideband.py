@@ -38,6 +38,14 @@ def test_deliver_and_list_over_http(sim: SimulatorThread, account: Account) -> N
     assert item.subject == "Quote 3"
 
 
+def test_save_draft_is_a_draft_exchangelib_sees(sim: SimulatorThread, account: Account) -> None:
+    item_id = sim.save_draft(MAILBOX, QUEUE, message(4))
+    [entry] = sim.list_items(MAILBOX, QUEUE)
+    assert entry["id"] == item_id and entry["is_draft"] is True
+    [item] = account.fetch(ids=[(item_id, None)], only_fields=["is_draft", "subject"])
+    assert item.is_draft is True and item.subject == "Quote 4"
+
+
 def test_deliver_to_unknown_folder_is_404(sim: SimulatorThread) -> None:
     answer = requests.post(
         f"{sim.base_url}/_sim/deliver",
