@@ -12,7 +12,7 @@ import email.utils
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.policy import compat32
 
 _SENSITIVITY = {
@@ -20,7 +20,7 @@ _SENSITIVITY = {
     "private": "Private",
     "company-confidential": "Confidential",
 }
-_PARSER = BytesHeaderParser(policy=compat32)
+_PARSER = HeaderParser(policy=compat32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +124,10 @@ def _sensitivity(msg: Message) -> str:
 def parse_headers(raw: bytes) -> MimeProps:
     """Properties of a message as Exchange shows them; never raises."""
     try:
-        msg = _PARSER.parsebytes(raw)
+        # Header bytes as UTF-8 (RFC 6532, SMTPUTF8: Exchange shows such headers as text);
+        # bytes that are not UTF-8 become U+FFFD. Parsing bytes with compat32 instead would
+        # turn every non-ASCII header into U+FFFD, so an IDN or UTF-8 address never matched.
+        msg = _PARSER.parsestr(raw.decode("utf-8", "replace"), headersonly=True)
     except Exception:
         msg = Message()
     author = _single_address(msg, "From")
