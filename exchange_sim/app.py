@@ -9,7 +9,6 @@ limit, dispatch on the local name of the Body's child. Every failure becomes a S
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from aiohttp import web
 from lxml import etree
 
 from exchange_sim import soapxml as sx
+from exchange_sim.auth import EWS_USER, AuthConfig, add_token_route, auth_middleware
 from exchange_sim.config import SimConfig
 from exchange_sim.faults import Faults
 from exchange_sim.ops import folders, items, notify
@@ -157,7 +157,7 @@ async def _handle(request: web.Request, state: SimState) -> web.StreamResponse:
         faults=state.faults,
         config=state.config,
         anchor=request.headers.get("X-AnchorMailbox"),
-        user=request.get("ews_user"),
+        user=request.get(EWS_USER),
     )
     try:
         if op == STREAMING_OPERATION:
@@ -179,15 +179,9 @@ async def _handle(request: web.Request, state: SimState) -> web.StreamResponse:
 
 
 def _auth_setup(app: web.Application, config: SimConfig) -> None:
-    if importlib.util.find_spec("exchange_sim.auth") is None:
-        if config.auth_mode != "none":
-            raise RuntimeError(f"auth mode {config.auth_mode!r} needs exchange_sim.auth")
-        return
-    from exchange_sim import auth
-
-    auth_config = auth.AuthConfig(mode=config.auth_mode, users=dict(config.users))
-    app.middlewares.append(cast(Any, auth.auth_middleware(auth_config)))
-    auth.add_token_route(app, auth_config)
+    auth_config = AuthConfig(mode=config.auth_mode, users=dict(config.users))
+    app.middlewares.append(cast(Any, auth_middleware(auth_config)))
+    add_token_route(app, auth_config)
 
 
 def create_app(config: SimConfig | None = None, state: SimState | None = None) -> web.Application:

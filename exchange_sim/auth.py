@@ -2,7 +2,7 @@
 
 Modes (``AuthConfig.mode``):
 
-* ``none``   - every request is accepted, ``request["ews_user"]`` is None.
+* ``none``   - every request is accepted, ``request[EWS_USER]`` is None.
 * ``basic``  - HTTP Basic against ``users`` (``DOMAIN\\user`` or UPN keys, as given).
 * ``ntlm``   - a real NTLM acceptor (pyspnego) with the per-connection handshake IIS does.
 * ``oauth2`` - bearer tokens issued by the client-credentials endpoint of ``add_token_route``
@@ -42,6 +42,8 @@ from multidict import CIMultiDict
 log = logging.getLogger(__name__)
 
 MODES = ("none", "basic", "ntlm", "oauth2", "any")
+#: Where the middleware leaves the authenticated user name (None in mode none).
+EWS_USER: web.RequestKey[str | None] = web.RequestKey("ews_user")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -248,12 +250,12 @@ class _Authenticator:
         if not request.path.lower().startswith("/ews/"):
             return await handler(request)
         if self.config.mode == "none":
-            request["ews_user"] = None
+            request[EWS_USER] = None
             return await handler(request)
         result = self.authenticate(request)
         if isinstance(result, web.Response):
             return result
-        request["ews_user"] = result
+        request[EWS_USER] = result
         return await handler(request)
 
     def _known_user(self, name: str) -> str | None:
@@ -362,7 +364,7 @@ class _Authenticator:
 def auth_middleware(config: AuthConfig) -> Middleware:
     """aiohttp middleware enforcing ``config`` on paths under /EWS/ (case-insensitive).
 
-    Sets ``request["ews_user"]`` to the authenticated user name (the key in ``config.users``;
+    Sets ``request[EWS_USER]`` to the authenticated user name (the key in ``config.users``;
     the client_id for bearer tokens), or None in mode "none".
     """
     return _Authenticator(config).middleware

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from exchangelib import Identity, OAuth2Credentials
 
-from exchange_sim.auth import AuthConfig, add_token_route, auth_middleware
+from exchange_sim.auth import EWS_USER, AuthConfig, add_token_route, auth_middleware
 
 # What Exchange answers a ResolveNames that matches nobody; exchangelib returns the error inline.
 RESOLVE_NAMES_NO_RESULTS = b"""<?xml version="1.0" encoding="utf-8"?>
@@ -71,7 +71,7 @@ async def serve() -> AsyncIterator[Serve]:
         served = Served(base="")
 
         async def ews(request: web.Request) -> web.Response:
-            served.ews_users.append(request["ews_user"])
+            served.ews_users.append(request[EWS_USER])
             await request.read()
             return web.Response(
                 body=RESOLVE_NAMES_NO_RESULTS, content_type="text/xml", charset="utf-8"
