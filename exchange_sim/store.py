@@ -338,21 +338,18 @@ class Store:
     def move(self, item: Item, target: Folder) -> Item:
         """A move gives the item a new id in the target folder; one MovedEvent."""
         self._remove(item)
-        moved = self._place(
-            target,
-            item.raw,
-            item.props,
-            received=item.received,
-            is_draft=item.is_draft,
-            is_read=item.is_read,
-            created=item.created,
-        )
-        moved.fragments = item.fragments
+        moved = self._clone(item, target)
         self._emit(self._event("MovedEvent", moved, old=item))
         return moved
 
     def copy(self, item: Item, target: Folder) -> Item:
-        copied = self._place(
+        copied = self._clone(item, target)
+        self._emit(self._event("CopiedEvent", copied, old=item))
+        return copied
+
+    def _clone(self, item: Item, target: Folder) -> Item:
+        """The same message under a new id in `target` (a move or a copy)."""
+        clone = self._place(
             target,
             item.raw,
             item.props,
@@ -361,9 +358,8 @@ class Store:
             is_read=item.is_read,
             created=item.created,
         )
-        copied.fragments = item.fragments
-        self._emit(self._event("CopiedEvent", copied, old=item))
-        return copied
+        clone.fragments = item.fragments
+        return clone
 
     def delete(self, item: Item, delete_type: str) -> None:
         """HardDelete and SoftDelete remove the item from view (soft-deleted items go to the
