@@ -1,0 +1,261 @@
+"""`python -m bench`: throughput, latency and memory of `emaillog run`, with its references.
+
+    python -m bench [--n 5000] [--latency-ms 10] [--rate 100] [--seconds 30] [--seed 1]
+
+One run, in order: drain (the service, N queued messages), client limit (bare exchangelib
+GetItem + MoveItem of N ids), steady (RATE msg/s for SECONDS), baseline (NAV-style, one
+message at a time). Everything runs against an exchange_sim process with LATENCY_MS injected
+per EWS request and an embedded PostgreSQL in a temporary directory, with a directory of
+1,000 salespersons and 50,000 contacts imported through the product's CSV import.
+Prints a table, then one JSON object as the last line. Ratios are what to compare across
+machines; absolute figures drift with whatever else the machine is doing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import db, phases
+from bench.corpus import NEVER_LOG, Directory, expected_counts, generate
+from bench.procs import SimProcess, free_port
+from pipeline.config import Settings
+from pipeline.store.db import open_database
+from pipeline.store.directory_repo import load_directory
+
+MAILBOX = "queue@ourco.example"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=5000, help="messages in the drain phases")
+    parser.add_argument("--latency-ms", type=float, default=10.0, help="per EWS request")
+    parser.add_argument("--rate", type=float, default=100.0, help="steady phase, msg/s")
+    parser.add_argument("--seconds", type=float, default=30.0, help="steady phase duration")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--salespersons", type=int, default=1_000)
+    parser.add_argument("--contacts", type=int, default=50_000)
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    return parser.parse_args(argv)
+
+
+def service_env(data_dir: Path, database_url: str) -> phases.EnvFor:
+    """The environment of `emaillog run` for one simulator (and a fresh HTTP port)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("EMAILLOG_")}
+
+    def env_for(sim: SimProcess) -> tuple[dict[str, str], int]:
+        port = free_port()
+        env = base | {
+            "EMAILLOG_DATA_DIR": str(data_dir),
+            "EMAILLOG_DATABASE_URL": database_url,
+            "EMAILLOG_EWS_URL": sim.ews_url,
+            "EMAILLOG_EWS_MAILBOX": MAILBOX,
+            "EMAILLOG_EWS_AUTH": "none",
+            "EMAILLOG_NEVER_LOG": ",".join(NEVER_LOG),
+            "EMAILLOG_HTTP_HOST": "127.0.0.1",
+            "EMAILLOG_HTTP_PORT": str(port),
+        }
+        return env, port
+
+    return env_for
+
+
+async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    logs = tmp / "logs"
+    logs.mkdir()
+    data_dir = tmp / "data"
+    setup_started = time.perf_counter()
+    people = Directory(args.seed, args.salespersons, args.contacts)
+    messages = generate(people, args.n, args.seed, tag="drain")
+    steady_messages = generate(people, int(args.rate * args.seconds), args.seed + 1, tag="steady")
+    settings = Settings.from_env(
+        {
+            "EMAILLOG_DATA_DIR": str(data_dir),
+            "EMAILLOG_EWS_MAILBOX": MAILBOX,
+            "EMAILLOG_NEVER_LOG": ",".join(NEVER_LOG),
+        }
+    )
+    async with open_database(settings) as database:
+        imported = await db.import_directory(database.pool, people.write_csv(tmp / "directory"))
+        async with database.pool.acquire() as conn:
+            directory = await load_directory(conn)
+        ctx = phases.Context(
+            settings=settings,
+            pool=database.pool,
+            directory=directory,
+            env_for=service_env(data_dir, database.url),
+            latency_ms=args.latency_ms,
+            logs=logs,
+        )
+        setup_seconds = time.perf_counter() - setup_started
+        progress(f"set-up {setup_seconds:.1f} s: directory {imported}; temp dir {tmp}")
+        drain = await phases.drain(ctx, messages)
+        progress(f"drain {drain.seconds:.1f} s")
+        client = await phases.client_limit(ctx, messages)
+        progress(f"client limit {client.seconds:.1f} s")
+        steady = await phases.steady(ctx, steady_messages, args.rate)
+        progress(f"steady {steady.send_seconds:.1f} s")
+        base = await phases.baseline(ctx, messages)
+        progress(f"baseline {base.seconds:.1f} s")
+    return summarise(args, messages, steady_messages, drain, client, steady, base)
+
+
+def progress(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending list (0 when empty)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, min(len(sorted_values), round(p / 100 * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+def summarise(
+    args: argparse.Namespace,
+    messages: list[Any],
+    steady_messages: list[Any],
+    drain: phases.DrainResult,
+    client: phases.ClientLimitPhase,
+    steady: phases.SteadyResult,
+    base: phases.BaselinePhase,
+) -> dict[str, Any]:
+    n = len(messages)
+    expected = expected_counts(messages)
+    drain_outcomes = drain.disposals.outcomes if drain.disposals else {}
+    drain_rate = n / drain.seconds if drain.seconds else 0.0
+    baseline_rate = n / base.seconds if base.seconds else 0.0
+    client_rate = n / client.seconds if client.seconds else 0.0
+    cpu = drain.end.cpu_seconds - drain.ready.cpu_seconds if drain.end and drain.ready else 0.0
+    lat = steady.latencies_ms
+    steady_expected = expected_counts(steady_messages)
+    steady_outcomes = steady.disposals.outcomes if steady.disposals else {}
+    caught_up = steady.caught_up_after_stop_s
+    logged = expected.get("logged", 0)
+    return {
+        "n": n,
+        "latency_ms": args.latency_ms,
+        "drain_msgs_per_s": round(drain_rate, 1),
+        "drain_seconds": round(drain.seconds, 3),
+        "startup_seconds": round(drain.startup_seconds, 3),
+        "drain_msgs_per_s_after_ready": round(n / drain.after_ready_seconds, 1)
+        if drain.after_ready_seconds
+        else 0.0,
+        "drain_ews_requests": drain.ews_requests,
+        "baseline_msgs_per_s": round(baseline_rate, 2),
+        "speedup_vs_baseline": round(drain_rate / baseline_rate, 2) if baseline_rate else 0.0,
+        "client_limit_msgs_per_s": round(client_rate, 1),
+        "efficiency_vs_client_limit": round(drain_rate / client_rate, 3) if client_rate else 0.0,
+        "client_limit_ews_requests": client.ews_requests,
+        "steady_rate_per_s": round(steady.sent / steady.send_seconds, 1)
+        if steady.send_seconds
+        else 0.0,
+        "steady_p50_ms": round(percentile(lat, 50), 1),
+        "steady_p95_ms": round(percentile(lat, 95), 1),
+        "steady_p99_ms": round(percentile(lat, 99), 1),
+        "steady_max_ms": round(lat[-1], 1) if lat else 0.0,
+        "steady_kept_up": caught_up is not None and caught_up <= phases.KEPT_UP_WITHIN_SECONDS,
+        "steady_backlog_at_stop": steady.backlog_at_stop,
+        "steady_caught_up_after_stop_s": round(caught_up, 3) if caught_up is not None else None,
+        "peak_rss_mb": round(drain.end.peak_rss_mb, 1) if drain.end else 0.0,
+        "steady_peak_rss_mb": round(steady.end.peak_rss_mb, 1) if steady.end else 0.0,
+        "cpu_s_per_1000_msgs": round(cpu / n * 1000, 3) if n else 0.0,
+        "startup_cpu_s": round(drain.ready.cpu_seconds, 2) if drain.ready else 0.0,
+        "expected_outcomes": expected,
+        "drain_outcomes": drain_outcomes,
+        "baseline_outcomes": base.outcomes,
+        "drain_accounted": drain_outcomes == expected
+        and drain.queue_left == 0
+        and drain.metrics_total == n
+        and not drain.timed_out,
+        "client_limit_accounted": client.fetched == client.moved == client.stored == n,
+        "steady_sent": steady.sent,
+        "steady_accounted": steady.sent == len(steady_messages)
+        and steady_outcomes == steady_expected
+        and steady.queue_left == 0
+        and len(lat) == steady.sent,
+        "baseline_accounted": base.outcomes == expected
+        and base.queue_left == 0
+        and base.stored == logged,
+        "service_exit_codes": [drain.exit_code, steady.exit_code],
+    }
+
+
+def table(r: dict[str, Any]) -> str:
+    rows = [
+        (
+            "drain (service)",
+            f"{r['drain_msgs_per_s']:.1f} msg/s",
+            f"{r['drain_seconds']:.2f} s "
+            f"incl. start-up {r['startup_seconds']:.2f} s; {r['drain_msgs_per_s_after_ready']:.1f} "
+            f"msg/s from ready; {r['drain_ews_requests']} EWS requests",
+        ),
+        (
+            "client limit",
+            f"{r['client_limit_msgs_per_s']:.1f} msg/s",
+            f"efficiency {r['efficiency_vs_client_limit']:.3f} (target >= 0.6); "
+            f"{r['client_limit_ews_requests']} EWS requests",
+        ),
+        (
+            "baseline (NAV-style)",
+            f"{r['baseline_msgs_per_s']:.2f} msg/s",
+            f"speedup {r['speedup_vs_baseline']:.1f}x (target >= 20)",
+        ),
+        (
+            "steady",
+            f"{r['steady_rate_per_s']:.1f} msg/s",
+            f"p50 {r['steady_p50_ms']:.0f} / p95 {r['steady_p95_ms']:.0f} / p99 "
+            f"{r['steady_p99_ms']:.0f} ms (target p99 <= 500); kept up: {r['steady_kept_up']}",
+        ),
+        ("memory", f"{r['peak_rss_mb']:.1f} MB", "peak RSS while draining (target <= 250)"),
+        (
+            "cpu",
+            f"{r['cpu_s_per_1000_msgs']:.3f} s",
+            "service CPU per 1,000 messages (drain, "
+            f"after ready; start-up {r['startup_cpu_s']:.2f} s)",
+        ),
+    ]
+    width = max(len(a) for a, _, _ in rows)
+    lines = [f"emaillog benchmark: n={r['n']}, latency {r['latency_ms']:g} ms per EWS request"]
+    lines += [f"  {a:<{width}}  {b:>14}  {c}" for a, b, c in rows]
+    accounted = all(
+        r[k]
+        for k in (
+            "drain_accounted",
+            "client_limit_accounted",
+            "steady_accounted",
+            "baseline_accounted",
+        )
+    )
+    lines.append(
+        f"  outcomes expected {r['expected_outcomes']}; every message accounted for: {accounted}"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="emaillog-bench-"))
+    try:
+        result = asyncio.run(run(args, tmp))
+    except BaseException:
+        progress(f"failed; logs kept in {tmp / 'logs'}")
+        raise
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(table(result))
+    print(json.dumps(result, sort_keys=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
