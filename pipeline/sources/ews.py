@@ -53,6 +53,9 @@ T = TypeVar("T")
 ARRIVALS_QUEUE_REFS = 1000
 #: How long close() waits for the stream thread, and for the final Unsubscribe.
 CLOSE_WAIT_SECONDS = 5.0
+#: open() runs before the pipeline's retries exist: ErrorServerBusy there is waited out (as
+#: the server says) this many times before open() gives up and the process exits.
+OPEN_THROTTLED_ATTEMPTS = 10
 
 
 class _MoveItemOnePerInput(MoveItem):  # type: ignore[misc]
@@ -112,11 +115,13 @@ class EwsSource:
         self._executor = ThreadPoolExecutor(
             max_workers=self._settings.ews_worker_threads, thread_name_prefix="ews-worker"
         )
-        self._account = await self._call(connect, self._settings)
-        self._queue = await self._call(resolve_folder, self._account, self._queue_path)
-        self._storage = await self._call(resolve_folder, self._account, self._storage_path)
+        self._account = await self._call_when_allowed(connect, self._settings)
+        self._queue = await self._call_when_allowed(resolve_folder, self._account, self._queue_path)
+        self._storage = await self._call_when_allowed(
+            resolve_folder, self._account, self._storage_path
+        )
         if self._disposal_path is not None:
-            self._disposal_folder = await self._call(
+            self._disposal_folder = await self._call_when_allowed(
                 resolve_folder, self._account, self._disposal_path
             )
         log.info(
@@ -289,6 +294,15 @@ class EwsSource:
         if isinstance(translated, Throttled):
             self._events.on_throttled(translated.retry_after)
         return translated
+
+    async def _call_when_allowed(self, fn: Callable[..., T], *args: Any) -> T:
+        """`_call`, waiting out ErrorServerBusy as told (a throttled start is not a failure)."""
+        for _ in range(OPEN_THROTTLED_ATTEMPTS - 1):
+            try:
+                return await self._call(fn, *args)
+            except Throttled as exc:
+                await asyncio.sleep(exc.retry_after)
+        return await self._call(fn, *args)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking exchangelib call on our pool; translate its errors."""
