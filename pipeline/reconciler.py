@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from pipeline.crashpoints import crash_point
 from pipeline.errors import EmailLogError
 from pipeline.inflight import InFlight
 from pipeline.metrics import Metrics
@@ -85,6 +86,7 @@ class Reconciler:
             try:
                 stored = await self._resolve(row)
                 if stored is not None:
+                    crash_point("reconciler_before_record")  # in storage, link not recorded
                     await self._record(row, stored)
             finally:
                 if row.queue_item_id is not None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from pipeline.crashpoints import crash_point
 from pipeline.directory import Template
 from pipeline.stages import Classified, Decided
 from pipeline.store import journal
@@ -26,4 +27,5 @@ async def dedupe_and_claim(
             recorded = await journal.record_decisions(
                 conn, mailbox=mailbox, candidates=candidates, template=template
             )
+    crash_point("after_claim")  # committed; nothing has left the queue yet
     return [Decided(i.ref, i.mail, r) for i, r in zip(items, recorded, strict=True)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pipeline.crashpoints import crash_point
 from pipeline.errors import ItemGone
 from pipeline.model import Outcome
 from pipeline.sources import Disposal, MailSource
@@ -34,4 +35,5 @@ async def dispose(
         out = await source.dispose([items[i].ref for i in indexes], how)
         for i, result in zip(indexes, out, strict=True):
             results[i] = None if isinstance(result, ItemGone) else result
+    crash_point("after_dispose")
     return results

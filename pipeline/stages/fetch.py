@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pipeline.crashpoints import crash_point
 from pipeline.model import MailRef
 from pipeline.sources import Fetched, MailSource
 
 
 async def fetch(source: MailSource, refs: Sequence[MailRef]) -> list[Fetched | Exception]:
-    return await source.fetch(refs)
+    fetched = await source.fetch(refs)
+    crash_point("after_fetch")
+    return fetched

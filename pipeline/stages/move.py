@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pipeline.crashpoints import crash_point
 from pipeline.sources import MailSource
 from pipeline.stages import Decided, Moved
 
 
 async def move_to_storage(source: MailSource, items: Sequence[Decided]) -> list[Moved | Exception]:
     results = await source.move_to_storage([item.ref for item in items])
+    crash_point("after_move")  # in storage; the link is not recorded yet
     return [
         result if isinstance(result, Exception) else Moved(item, result)
         for item, result in zip(items, results, strict=True)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from pipeline.crashpoints import crash_point
 from pipeline.stages import Moved
 from pipeline.store import journal
 
@@ -31,7 +32,11 @@ async def record_storage(
     ]
     with journal.database_errors():
         async with pool.acquire() as conn, conn.transaction():
-            return list(await journal.mark_stored(conn, mailbox=mailbox, links=links))
+            recorded: list[bool | Exception] = list(
+                await journal.mark_stored(conn, mailbox=mailbox, links=links)
+            )
+    crash_point("after_store")  # committed 'stored'
+    return recorded
 
 
 def _stored_message_id(item: Moved) -> int:
