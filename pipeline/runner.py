@@ -2,10 +2,11 @@
 
 A stage is `async (items) -> one result per item (a value or that item's exception)`; it
 knows nothing of queues, retries or metrics. A `Lane` runs one stage: `concurrency` workers
-each take a micro-batch from the lane's bounded inbox (up to `batch_messages`, waiting at
-most `batch_wait_seconds` to fill it), call the stage, and hand every item to `on_done`
-or `on_failed`. `on_done` usually puts into the next lane's bounded inbox, so a slow stage
-blocks the ones before it: that is the backpressure that slows intake.
+each take a micro-batch (one worker collecting at a time) from the lane's bounded inbox (up
+to `batch_messages`, waiting at most `batch_wait_seconds` to fill it), call the stage, and
+hand every item to `on_done` or `on_failed`. `on_done` usually puts into the next lane's
+bounded inbox, so a slow stage blocks the ones before it: that is the backpressure that
+slows intake.
 
 Retries (tenacity), per batch:
 - a `Retryable` raised for the whole batch retries the batch; a `Retryable` returned for
@@ -28,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
@@ -63,6 +64,9 @@ class Lane(Generic[In, Out]):
     batch_messages: int
     batch_wait_seconds: float
     concurrency: int
+    #: One worker fills a batch at a time. Otherwise a burst is split between every idle
+    #: worker and batches come out a fraction of `batch_messages` (more EWS round trips).
+    collecting: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False)
 
 
 class _ItemsToRetry(Retryable):
@@ -98,7 +102,8 @@ async def next_batch(inbox: asyncio.Queue[In], max_items: int, max_wait_seconds:
 async def run_worker(lane: Lane[In, Out], policy: RetryPolicy, metrics: Metrics) -> None:
     """One of the lane's `concurrency` workers; runs until cancelled."""
     while True:
-        batch = await next_batch(lane.inbox, lane.batch_messages, lane.batch_wait_seconds)
+        async with lane.collecting:
+            batch = await next_batch(lane.inbox, lane.batch_messages, lane.batch_wait_seconds)
         started = time.perf_counter()
         results = await run_batch(lane.name, lane.stage, batch, policy, metrics)
         metrics.stage_duration.labels(lane.name).observe(time.perf_counter() - started)

@@ -180,7 +180,6 @@ class EwsSource:
             public=self._queue_path.public,
             stream_timeout_minutes=self._settings.stream_timeout_minutes,
             catch_up_interval_seconds=self._settings.catch_up_interval_seconds,
-            page_size=self._settings.fetch_batch_messages,
             loop=self._loop,
             refs=refs,
             notify=self._notify_from_thread,

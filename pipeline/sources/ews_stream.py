@@ -38,7 +38,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -58,8 +58,12 @@ EVENT_TYPES = ("NewMailEvent", "CreatedEvent", "MovedEvent")
 SEEN_IDS = 20_000
 #: Back-off after consecutive failures: 0.5 s, then doubling up to the cap.
 BACK_OFF_CAP_SECONDS = 30.0
-#: SyncFolderItems MaxChangesReturned is limited to 1..512 by EWS.
+#: SyncFolderItems MaxChangesReturned is limited to 1..512 by EWS. Catch-up pages are this
+#: large whatever the fetch batch: a page is only ids, and fewer pages are fewer round trips.
 MAX_SYNC_CHANGES = 512
+#: Catch-up hands refs to the event loop this many at a time: one cross-thread round trip
+#: per batch instead of per item.
+EMIT_BATCH_REFS = 100
 #: How often a thread blocked on a full queue looks at the stop flag.
 STOP_POLL_SECONDS = 0.25
 
@@ -119,7 +123,6 @@ class ArrivalStream:
         public: bool,
         stream_timeout_minutes: int,
         catch_up_interval_seconds: float,
-        page_size: int,
         loop: asyncio.AbstractEventLoop,
         refs: asyncio.Queue[MailRef],
         notify: Callable[[str, tuple[Any, ...]], None],
@@ -133,7 +136,6 @@ class ArrivalStream:
         )
         self._catch_up_interval = catch_up_interval_seconds
         self._last_catch_up = -math.inf
-        self._page_size = page_size
         self._loop = loop
         self._refs = refs
         self._notify = notify
@@ -254,8 +256,7 @@ class ArrivalStream:
                 if isinstance(notification, Exception):
                     raise notification
                 self._failures = 0  # the stream works again
-                for event in notification.events or ():
-                    self._consider(event)
+                self._emit_events(notification.events or ())
                 if self._stop.is_set():
                     raise _Stopped
         finally:
@@ -265,18 +266,19 @@ class ArrivalStream:
         if self._stop.is_set():
             raise _Stopped
 
-    def _consider(self, event: Any) -> None:
+    def _emit_events(self, events: Iterable[Any]) -> None:
+        self._emit([ref for event in events if (ref := self._ref_of(event)) is not None])
+
+    def _ref_of(self, event: Any) -> MailRef | None:
         if not isinstance(event, TimestampEvent) or event.item_id is None:
-            return  # folder events, status (keep-alive) events
+            return None  # folder events, status (keep-alive) events
         parent = event.parent_folder_id
         if parent is None or parent.id != self._queue_id:
-            return  # e.g. the MovedEvent of an item leaving the queue for storage
-        self._emit(
-            MailRef(
-                item_id=event.item_id.id,
-                changekey=event.item_id.changekey,
-                received_at=utc(event.timestamp),
-            )
+            return None  # e.g. the MovedEvent of an item leaving the queue for storage
+        return MailRef(
+            item_id=event.item_id.id,
+            changekey=event.item_id.changekey,
+            received_at=utc(event.timestamp),
         )
 
     def _catch_up(self) -> None:
@@ -288,10 +290,8 @@ class ArrivalStream:
                 .order_by("datetime_received")
                 .only("id", "changekey", "datetime_received")
             )
-            items.page_size = self._page_size
-            for item in items:
-                if not isinstance(item, Exception):
-                    self._emit(ref_from_item(item))
+            items.page_size = MAX_SYNC_CHANGES
+            self._emit_in_batches(ref_from_item(i) for i in items if not isinstance(i, Exception))
             return
         # The folder keeps the new SyncState only once the generator is fully consumed; on a
         # failure midway the next catch-up repeats from the previous state (and dedupes).
@@ -299,18 +299,33 @@ class ArrivalStream:
         changes = self._queue_folder.sync_items(
             sync_state=self._sync_state,
             only_fields=["datetime_received"],
-            max_changes_returned=min(MAX_SYNC_CHANGES, self._page_size),
+            max_changes_returned=MAX_SYNC_CHANGES,
         )
-        for change_type, item in changes:
-            if change_type == "create" and not isinstance(item, Exception):
-                self._emit(ref_from_item(item))
+        self._emit_in_batches(
+            ref_from_item(item)
+            for change_type, item in changes
+            if change_type == "create" and not isinstance(item, Exception)
+        )
         self._sync_state = self._queue_folder.item_sync_state
 
-    def _emit(self, ref: MailRef) -> None:
-        if ref.item_id in self._seen:
-            self._seen.move_to_end(ref.item_id)
+    def _emit_in_batches(self, refs: Iterable[MailRef]) -> None:
+        batch: list[MailRef] = []
+        for ref in refs:
+            batch.append(ref)
+            if len(batch) == EMIT_BATCH_REFS:
+                self._emit(batch)
+                batch = []
+        self._emit(batch)
+
+    def _emit(self, refs: Sequence[MailRef]) -> None:
+        """Hand new refs to the event loop; blocks while the bounded queue is full."""
+        fresh = {r.item_id: r for r in refs if r.item_id not in self._seen}
+        for ref in refs:
+            if ref.item_id in self._seen:
+                self._seen.move_to_end(ref.item_id)
+        if not fresh:
             return
-        future = asyncio.run_coroutine_threadsafe(self._refs.put(ref), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._put_all(fresh.values()), self._loop)
         while True:
             try:
                 future.result(timeout=STOP_POLL_SECONDS)
@@ -321,6 +336,11 @@ class ArrivalStream:
                     raise _Stopped from None
             except concurrent.futures.CancelledError:
                 raise _Stopped from None
-        self._seen[ref.item_id] = None
-        if len(self._seen) > SEEN_IDS:
+        for item_id in fresh:
+            self._seen[item_id] = None
+        while len(self._seen) > SEEN_IDS:
             self._seen.popitem(last=False)
+
+    async def _put_all(self, refs: Iterable[MailRef]) -> None:
+        for ref in refs:
+            await self._refs.put(ref)

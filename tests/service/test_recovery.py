@@ -256,7 +256,12 @@ async def test_sigterm_during_a_burst_drains_exits_0_and_a_restart_finishes(
             )
             try:
                 async with asyncio.timeout(WAIT_SECONDS):
-                    while len(await disposals(db)) < done:
+                    # SIGTERM once the service takes mail (its handler is in place) and
+                    # `done` messages are disposed of.
+                    while (
+                        b"service started" not in log_path.read_bytes()
+                        or len(await disposals(db)) < done
+                    ):
                         assert proc.returncode is None, log_path.read_text()
                         await asyncio.sleep(0.05)
                 proc.send_signal(signal.SIGTERM)
@@ -287,3 +292,42 @@ async def test_sigterm_during_a_burst_drains_exits_0_and_a_restart_finishes(
     assert await run_until_sigterm(second_log, done=60) == 0, second_log.read_text()
     assert queue_empty(sim)
     await assert_exactly_once(db, sim, delivered=60, logged=logged)
+
+
+async def test_sigterm_during_start_up_is_a_clean_stop(
+    sim: Simulator, db: str, tmp_path: Path
+) -> None:
+    """SIGTERM while the service is still starting (slow folder lookups and subscribe): it
+    finishes starting, stops at once and exits 0."""
+    log_path = tmp_path / "run.log"
+    env = {
+        **os.environ,
+        "EMAILLOG_DATABASE_URL": db,
+        "EMAILLOG_EWS_URL": sim.ews_url,
+        "EMAILLOG_EWS_MAILBOX": MAILBOX,
+        "EMAILLOG_EWS_AUTH": "none",
+        "EMAILLOG_QUEUE_FOLDER": QUEUE,
+        "EMAILLOG_STORAGE_FOLDER": STORAGE,
+        "EMAILLOG_HTTP_HOST": "127.0.0.1",
+        "EMAILLOG_HTTP_PORT": str(free_port()),
+    }
+    sim.set_latency(300)  # start-up (folder lookups, subscribe) takes a while
+    with log_path.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pipeline", "run", env=env, stdout=out, stderr=out
+        )
+        try:
+            async with asyncio.timeout(WAIT_SECONDS):
+                while b'"starting"' not in log_path.read_bytes():  # handlers are in place
+                    assert proc.returncode is None, log_path.read_text()
+                    await asyncio.sleep(0.02)
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(WAIT_SECONDS):  # a hang guard, not a measurement
+                assert await proc.wait() == 0, log_path.read_text()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert b"service started" not in log_path.read_bytes() or b"service stopped" in (
+        log_path.read_bytes()
+    )

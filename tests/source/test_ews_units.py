@@ -312,7 +312,6 @@ def _stream(loop: asyncio.AbstractEventLoop, refs: asyncio.Queue[MailRef]) -> Ar
         public=False,
         stream_timeout_minutes=1,
         catch_up_interval_seconds=60.0,
-        page_size=10,
         loop=loop,
         refs=refs,
         notify=lambda hook, args: None,
@@ -340,11 +339,7 @@ async def test_events_are_filtered_to_queue_items_and_deduplicated() -> None:
         _event(MovedEvent, "I3", "F-queue"),  # moved into the queue: a new id
     ]
 
-    def consider_all() -> None:
-        for event in events:
-            stream._consider(event)
-
-    await asyncio.to_thread(consider_all)
+    await asyncio.to_thread(stream._emit_events, events)
     got = [refs.get_nowait() for _ in range(refs.qsize())]
     assert [r.item_id for r in got] == ["I1", "I3"]
     assert got[0].received_at == datetime(2024, 3, 4, 10, 0, 5, tzinfo=UTC)
@@ -357,10 +352,10 @@ async def test_a_full_queue_blocks_the_thread_until_stop() -> None:
     second_attempted = threading.Event()
 
     def emit_two() -> None:
-        stream._emit(MailRef("A"))
+        stream._emit([MailRef("A")])
         second_attempted.set()
         try:
-            stream._emit(MailRef("B"))
+            stream._emit([MailRef("B")])
             outcome.append("emitted")
         except _Stopped:
             outcome.append("stopped")
