@@ -129,6 +129,27 @@ def test_server_busy_while_starting(scenario: Scenario) -> None:
     assert "failed" not in outcomes.by_item.values()
 
 
+def test_poison_message_is_failed_left_in_the_queue_and_finished_after_a_restart(
+    scenario: Scenario,
+) -> None:
+    """DeleteItem always fails for one message: after bounded retries it is recorded
+    'failed' and stays in the queue (by design), the rest go through. Once the server
+    accepts it again, the next run disposes of it as first decided."""
+    service = scenario.start()
+    scenario.sim.set_latency(200)  # so the fault is armed before the item is taken in
+    [poison] = scenario.deliver([item for item in mixed_batch() if item.name == "unregistered"])
+    scenario.sim.fail_items([poison.item_id], ops=("DeleteItem",), code="ErrorInternalServerError")
+    scenario.sim.set_latency(0)
+    scenario.deliver(mixed_batch())
+    outcomes = scenario.finish(service, allowed_failed={poison.item_id})
+    assert outcomes.by_item[poison.item_id] == "failed"
+    assert list(outcomes.by_item.values()).count("failed") == 1
+
+    scenario.sim.reset_faults()
+    outcomes = scenario.finish(scenario.start())
+    assert outcomes.by_item[poison.item_id] == Outcome.UNREGISTERED.value
+
+
 @pytest.fixture(scope="module")
 def restartable_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartablePostgres]:
     server = RestartablePostgres(tmp_path_factory.mktemp("pg-outage"))
