@@ -1,13 +1,19 @@
 """The reconciler: finishes logged messages left half-done (state 'moving') by a crash.
 
 A stored_message row stays 'moving' when the service stopped between the claim and
-recording the storage link. For each such row whose queue item is not in flight:
+recording the storage link. For each such row whose queue item is not in flight, the
+message is looked for by its Internet Message-ID or, when it has none, by its journal key
+(`sha256:<content hash>`, recomputed by the source for each item without a Message-ID):
 
-1. found in storage by Internet Message-ID -> the move happened: record the link;
-2. else found in the queue by Message-ID -> move it now, record the link;
-3. else, for a message without a Message-ID, fetch the queue item by its id -> move it;
-4. else leave the row, log a warning and count it (emaillog_reconcile_unresolved_total):
+1. found in storage -> the move happened: record the link;
+2. else found in the queue (our own queue item first, else a copy) -> move it now, record
+   the link;
+3. else leave the row, log a warning and count it (emaillog_reconcile_unresolved_total):
    someone removed the message by hand, and only a person can say what it should be.
+
+Two messages without a Message-ID and with the same content hash share one journal key, so
+the journal already treats them as one message (the second is a duplicate): whichever of
+them the lookup finds is that message.
 
 The entries were committed with the claim, so nothing is ever logged twice here. Runs once
 at start, before intake, and then every `reconcile_interval_seconds`.
@@ -110,30 +116,33 @@ class Reconciler:
         return Report(completed, unresolved)
 
     async def _resolve(self, row: journal.MovingRow) -> Stored | None:
-        mid = row.internet_message_id
-        if mid:
-            in_storage = await self._source.find_in_storage(mid)
-            if in_storage:
-                return in_storage[0]
-            in_queue = await self._source.find_in_queue(mid)
-            # Prefer our own queue item; other copies become duplicates once this is stored.
-            ours = [r for r in in_queue if r.item_id == row.queue_item_id]
-            if ours:
-                return await self._move(ours[0])
-            for copy in in_queue:
-                # Another copy: hold it so the pipeline does not delete it as a duplicate
-                # while we move it (a copy the pipeline holds is skipped).
-                if await self._in_flight.admit(copy.item_id):
-                    try:
-                        return await self._move(copy)
-                    finally:
-                        self._in_flight.release(copy.item_id)
-            return None
-        if row.queue_item_id is None:
-            return None
-        ref = MailRef(row.queue_item_id)
-        [fetched] = await self._source.fetch([ref])
-        return None if isinstance(fetched, Exception) else await self._move(ref)
+        in_storage = await self._find_in_storage(row)
+        if in_storage:
+            return in_storage[0]
+        in_queue = await self._find_in_queue(row)
+        # Prefer our own queue item; other copies become duplicates once this is stored.
+        ours = [r for r in in_queue if r.item_id == row.queue_item_id]
+        if ours:
+            return await self._move(ours[0])
+        for copy in in_queue:
+            # Another copy: hold it so the pipeline does not delete it as a duplicate
+            # while we move it (a copy the pipeline holds is skipped).
+            if await self._in_flight.admit(copy.item_id):
+                try:
+                    return await self._move(copy)
+                finally:
+                    self._in_flight.release(copy.item_id)
+        return None
+
+    async def _find_in_storage(self, row: journal.MovingRow) -> list[Stored]:
+        if row.internet_message_id:
+            return await self._source.find_in_storage(row.internet_message_id)
+        return await self._source.find_in_storage_by_key(row.message_key)
+
+    async def _find_in_queue(self, row: journal.MovingRow) -> list[MailRef]:
+        if row.internet_message_id:
+            return await self._source.find_in_queue(row.internet_message_id)
+        return await self._source.find_in_queue_by_key(row.message_key)
 
     async def _move(self, ref: MailRef) -> Stored | None:
         [moved] = await self._source.move_to_storage([ref])

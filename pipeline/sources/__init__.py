@@ -115,3 +115,16 @@ class MailSource(Protocol):
     async def find_in_storage(self, message_id: str) -> list[Stored]:
         """Storage items with this Internet Message-ID (for the reconciler)."""
         ...
+
+    async def find_in_queue_by_key(self, dedupe_key: str) -> list[MailRef]:
+        """Queue items WITHOUT an Internet Message-ID whose `Mail.dedupe_key` (as `fetch`
+        computes it: `sha256:<content hash>`) is `dedupe_key` (for the reconciler). A
+        message with a Message-ID is looked up by `find_in_queue`; its key matches nothing
+        here. Every copy with the same content is returned: the journal treats them as one
+        message, since they share the key."""
+        ...
+
+    async def find_in_storage_by_key(self, dedupe_key: str) -> list[Stored]:
+        """Storage items WITHOUT an Internet Message-ID whose `Mail.dedupe_key` is
+        `dedupe_key`: as `find_in_queue_by_key`, in the storage folder."""
+        ...

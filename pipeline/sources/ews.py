@@ -262,6 +262,14 @@ class EwsSource:
         items = await self._find(self._storage, message_id)
         return [Stored(item_id=item.id) for item in items]
 
+    async def find_in_queue_by_key(self, dedupe_key: str) -> list[MailRef]:
+        items = await self._find_by_key(self._queue, dedupe_key)
+        return [ref_from_item(item) for item in items]
+
+    async def find_in_storage_by_key(self, dedupe_key: str) -> list[Stored]:
+        items = await self._find_by_key(self._storage, dedupe_key)
+        return [Stored(item_id=item.id) for item in items]
+
     # --- helpers ---
 
     async def _move(self, refs: Sequence[MailRef], folder: Any) -> list[Any]:
@@ -285,6 +293,21 @@ class EwsSource:
                 "id", "changekey", "datetime_received"
             )
             return [item for item in found if not isinstance(item, Exception)]
+
+        return await self._call(find)
+
+    async def _find_by_key(self, folder: Any, dedupe_key: str) -> list[Any]:
+        # A content hash cannot go into a restriction: FindItem (paged) lists the items that
+        # have no message:InternetMessageId, exchangelib follows up with GetItem for
+        # FETCH_FIELDS, and each key is recomputed by `to_mail`, exactly as `fetch` does.
+        # Cost: one pass over the folder's items without a Message-ID (usually few).
+        def find() -> list[Any]:
+            found = folder.filter(message_id__exists=False).only("id", "changekey", *FETCH_FIELDS)
+            return [
+                item
+                for item in found
+                if not isinstance(item, Exception) and to_mail(item).dedupe_key == dedupe_key
+            ]
 
         return await self._call(find)
 

@@ -88,13 +88,9 @@ def test_crash_while_the_reconciler_finishes_a_claim(scenario: Scenario) -> None
     _check_copies(scenario, outcomes.by_item)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open bug: a logged message without a Message-ID, killed between the move and "
-    "recording its storage link, stays 'moving' forever: the reconciler looks in storage "
-    "only by Message-ID and the queue item id is gone after the move",
-)
 def test_crash_after_moving_a_message_without_message_id(scenario: Scenario) -> None:
+    """Its queue item id is gone after the move: the reconciler finds it in storage by its
+    journal key (the content hash), as no Message-ID can find it."""
     scenario.deliver([letter("no Message-ID", Outcome.LOGGED, 1, message_id=None, transport=False)])
     scenario.start(crash_at="after_move").wait_crashed()
 

@@ -21,8 +21,14 @@ import pytest
 from pgserver._commands import pg_ctl
 
 from exchange_sim import Simulator
+from exchange_sim.sideband import resolve_folder
 from pipeline.directory import Template
-from pipeline.model import Decision, Direction, Entry, InitiatedBy, Mail, Outcome
+from pipeline.inflight import InFlight
+from pipeline.metrics import Metrics
+from pipeline.model import Decision, Direction, Entry, InitiatedBy, Mail, MailRef, Outcome
+from pipeline.reconciler import RULE_RECONCILED, Reconciler, Report
+from pipeline.sources import Fetched, Stored
+from pipeline.sources.ews import EwsSource
 from pipeline.store import journal
 from tests.service.harness import (
     BUYER,
@@ -218,6 +224,65 @@ async def test_half_done_claims_are_finished_once_at_start(sim: Simulator, db: s
         await conn.close()
     assert {r["internet_message_id"]: r["storage_item_id"] for r in rows} == storage
     assert all(r["state"] == "stored" for r in rows)
+
+
+async def test_reconciler_finds_claims_without_message_id_by_their_key(
+    sim: Simulator, db: str
+) -> None:
+    # A crashed run left three claims of messages without a Message-ID in 'moving': one
+    # moved before the crash (its queue item id no longer exists), one still in the queue,
+    # one removed from the queue by hand.
+    queue = resolve_folder(sim.state.store, MAILBOX, QUEUE)
+    created = [
+        sim.state.store.create(
+            queue, mime(sender=SALES, to=BUYER, message_id=None)[0], is_draft=False, is_read=True
+        ).id
+        for _ in range(2)
+    ]
+    moved_id, queued_id = created
+    source = EwsSource(settings_for(sim, db))
+    await source.open()
+    try:
+        fetched = await source.fetch([MailRef(i) for i in created])
+        moved_mail, queued_mail = [f.mail for f in fetched if isinstance(f, Fetched)]
+        assert moved_mail.message_id is None and queued_mail.message_id is None
+        [moved] = await source.move_to_storage([MailRef(moved_id)])
+        assert isinstance(moved, Stored)
+        entry = Entry("C1", "CO1", "", "SP1", Direction.OUTBOUND, InitiatedBy.US, None, "Quote")
+        decision = Decision(Outcome.LOGGED, "Rule 4", Direction.OUTBOUND, (entry,))
+        async with asyncpg.create_pool(db, min_size=1, max_size=2) as pool:
+            async with pool.acquire() as conn, conn.transaction():
+                await journal.record_decisions(
+                    conn,
+                    mailbox=MAILBOX,
+                    candidates=[
+                        journal.Candidate(moved_id, moved_mail, decision),
+                        journal.Candidate(queued_id, queued_mail, decision),
+                        journal.Candidate("removed-by-hand", Mail(None, "f" * 64), decision),
+                    ],
+                    template=Template("EMAIL", "", "", Decimal(0), Decimal(0)),
+                )
+            reconciler = Reconciler(pool, source, InFlight(10), Metrics())
+            assert await reconciler.run_once() == Report(completed=2, unresolved=1)
+            assert await reconciler.run_once() == Report(completed=0, unresolved=1)
+            rows = await pool.fetch(
+                "SELECT queue_item_id, state, storage_item_id FROM stored_message"
+            )
+            rules = await pool.fetch("SELECT queue_item_id, rule FROM disposal_log")
+    finally:
+        await source.close()
+
+    assert queue_empty(sim)
+    storage = {item["id"] for item in sim.list_items(MAILBOX, STORAGE)}
+    assert len(storage) == 2 and moved.item_id in storage
+    state = {r["queue_item_id"]: (r["state"], r["storage_item_id"]) for r in rows}
+    assert state[moved_id] == ("stored", moved.item_id)
+    assert state[queued_id] == ("stored", (storage - {moved.item_id}).pop())
+    assert state["removed-by-hand"] == ("moving", None)
+    assert {r["queue_item_id"]: r["rule"] for r in rules} == {
+        moved_id: RULE_RECONCILED,
+        queued_id: RULE_RECONCILED,
+    }
 
 
 async def test_sigterm_during_a_burst_drains_exits_0_and_a_restart_finishes(

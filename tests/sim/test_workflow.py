@@ -217,6 +217,23 @@ def test_filter_by_received_time_with_order_and_paging(
     assert [i.id for i in queue.filter(message_id="<msg-42@contoso.com>")] == [ids[42]]
 
 
+def test_filter_on_message_id_exists(
+    sim: SimulatorThread, account: Account, recorder: Recorder
+) -> None:
+    queue = queue_of(account)
+    with_id = sim.deliver(MAILBOX, QUEUE, message(1))
+    # CreateItem keeps a missing Message-ID missing (transport delivery would add one).
+    without = [sim.save_draft(MAILBOX, QUEUE, message(n, Message_ID="")) for n in (2, 3)]
+    missing = queue.filter(message_id__exists=False)  # <t:Not><t:Exists>
+    assert sorted(i.id for i in missing.only("id")) == sorted(without)
+    assert [i.id for i in queue.filter(message_id__exists=True).only("id")] == [with_id]
+    # With properties FindItem cannot return, exchangelib follows up with GetItem.
+    before = len(recorder.responses)
+    [fetched, _] = missing.only("id", "subject", "to_recipients", "message_id")
+    assert fetched.message_id is None and fetched.to_recipients
+    assert [op for op, _ in recorder.responses[before:]] == ["FindItem", "GetItem"]
+
+
 def test_public_folder_catch_up_with_find_item(sim: SimulatorThread, account: Account) -> None:
     public_queue = account.public_folders_root // "Queue"
     ids = [sim.deliver(MAILBOX, "public:/Queue", message(n)) for n in range(3)]

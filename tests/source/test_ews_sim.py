@@ -8,6 +8,7 @@ import pytest
 from _pytest.monkeypatch import MonkeyPatch
 
 from exchange_sim import Simulator
+from exchange_sim.sideband import resolve_folder
 from pipeline.errors import FolderNotFound, ItemGone, SourceUnavailable, Throttled
 from pipeline.model import Address, MailRef, Sensitivity
 from pipeline.sources import Disposal, Fetched, Stored
@@ -421,6 +422,66 @@ async def test_find_by_message_id_in_queue_and_storage(sim: Simulator, source: E
     assert await source.find_in_queue("<stored@ours.test>") == []
     assert await source.find_in_storage("<stored@ours.test>") == [stored]
     assert await source.find_in_storage("<wanted@ours.test>") == []
+
+
+def create(sim: Simulator, folder: str, raw: bytes) -> str:
+    """CreateItem, as a client saves a sent message: a missing Message-ID stays missing."""
+    target = resolve_folder(sim.state.store, MAILBOX, folder)
+    return sim.state.store.create(target, raw, is_draft=False, is_read=True).id
+
+
+async def keys_of(source: EwsSource, item_ids: list[str]) -> list[str]:
+    """The dedupe keys the pipeline computes for these queue items (through `fetch`)."""
+    fetched = await source.fetch([MailRef(i) for i in item_ids])
+    return [f.mail.dedupe_key for f in fetched if isinstance(f, Fetched)]
+
+
+async def test_find_by_key_in_the_queue_matches_only_messages_without_message_id(
+    sim: Simulator, source: EwsSource
+) -> None:
+    raw = mime(message_id=None)
+    wanted, copy = create(sim, QUEUE, raw), create(sim, QUEUE, raw)  # same content, same key
+    other = create(sim, QUEUE, mime(message_id=None))
+    with_mid = sim.deliver(MAILBOX, QUEUE, mime(message_id="<has-one@ours.test>"))
+    key, other_key, mid_key = await keys_of(source, [wanted, other, with_mid])
+    assert key.startswith("sha256:") and other_key.startswith("sha256:") and key != other_key
+    assert mid_key == "<has-one@ours.test>"
+
+    found = await source.find_in_queue_by_key(key)
+    assert sorted(r.item_id for r in found) == sorted([wanted, copy])
+    assert all(r.changekey and r.received_at for r in found)
+    assert [r.item_id for r in await source.find_in_queue_by_key(other_key)] == [other]
+    assert await source.find_in_queue_by_key(mid_key) == []  # that one: find_in_queue
+    assert await source.find_in_storage_by_key(key) == []
+
+
+async def test_find_by_key_in_storage_after_the_move(sim: Simulator, source: EwsSource) -> None:
+    # More items without a Message-ID than one FindItem page (100) or GetItem chunk holds.
+    for _ in range(120):
+        create(sim, STORAGE, mime(message_id=None))
+    queued = create(sim, QUEUE, mime(message_id=None))
+    [key] = await keys_of(source, [queued])
+
+    [stored] = await source.move_to_storage([MailRef(queued)])
+    assert isinstance(stored, Stored) and stored.item_id is not None
+    assert await source.find_in_storage_by_key(key) == [stored]
+    assert await source.find_in_queue_by_key(key) == []
+
+
+async def test_find_by_key_in_public_folder_storage(sim: Simulator, events: Recorder) -> None:
+    source = await open_source(
+        sim, events, queue_folder=PUBLIC_QUEUE, storage_folder=PUBLIC_STORAGE
+    )
+    try:
+        queued = create(sim, PUBLIC_QUEUE, mime(message_id=None))
+        [key] = await keys_of(source, [queued])
+        assert [r.item_id for r in await source.find_in_queue_by_key(key)] == [queued]
+        # A move into a public folder returns no id; the lookup finds the stored item's.
+        assert await source.move_to_storage([MailRef(queued)]) == [Stored(item_id=None)]
+        [stored] = await source.find_in_storage_by_key(key)
+        assert stored.item_id == sim.list_items(MAILBOX, PUBLIC_STORAGE)[0]["id"]
+    finally:
+        await source.close()
 
 
 async def test_backlog_counts_the_queue(sim: Simulator, source: EwsSource) -> None:
