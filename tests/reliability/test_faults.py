@@ -40,7 +40,9 @@ def server_busy_storm(scenario: Scenario, service: ServiceProcess) -> None:
 def stream_dropped_mid_body(scenario: Scenario, service: ServiceProcess) -> None:
     for _ in range(3):
         before = total(service, "emaillog_source_reconnects_total")
-        assert scenario.sim.drop_streams() >= 1
+        # After a resubscribe the new stream opens only once catch-up is done: drop the
+        # stream as soon as there is one.
+        wait_for(lambda: scenario.sim.drop_streams() >= 1, "an open stream to drop")
         scenario.deliver(mixed_batch(copies=2))
         wait_for_increase(service, "emaillog_source_reconnects_total", before, "a resubscribe")
 
