@@ -23,7 +23,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
-from pipeline.model import Address, Mail, Sensitivity
+from pipeline.model import Address, Mail, Sensitivity, content_hash
 
 #: Address headers up to this size are parsed by policy.default (exact, decodes names).
 MAX_STRICT_ADDRESS_HEADER_CHARS = 4_000
@@ -48,24 +48,28 @@ _ADDRESS_LIKE = re.compile(r"[^\s<>(),;:\"\[\]\\]+@[^\s<>(),;:\"\[\]\\]+")
 
 def parse_mime(raw: bytes, *, received_at: datetime | None = None) -> Mail:
     """Parse `raw` into a `Mail`. `received_at` (when the queue got it) wins over headers."""
-    content_hash = hashlib.sha256(raw).hexdigest()
     try:
         msg = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
     except Exception:  # the parser is lenient, but "never raises" must not depend on that
-        return Mail(message_id=None, content_hash=content_hash, received_at=received_at)
+        raw_hash = hashlib.sha256(raw).hexdigest()
+        return Mail(message_id=None, content_hash=raw_hash, received_at=received_at)
     # Exchange's Sender property (what NAV reads, and BC's Graph `sender`, not `from`): the
     # Sender: header when present ("on behalf of" mail), else From:. The EWS source agrees.
     sender = _first(_addresses(msg, "Sender")) or _first(_addresses(msg, "From"))
+    subject = _subject(_raw(msg, "Subject"))
+    to = _addresses(msg, "To")
+    cc = _addresses(msg, "Cc")
+    sent_at = _date(_raw(msg, "Date"))
     return Mail(
         message_id=_message_id(_raw(msg, "Message-ID")),
-        content_hash=content_hash,
-        subject=_subject(_raw(msg, "Subject")),
+        content_hash=content_hash(subject, sender, to, cc, sent_at),
+        subject=subject,
         sender=sender,
-        to=_addresses(msg, "To"),
-        cc=_addresses(msg, "Cc"),
+        to=to,
+        cc=cc,
         sensitivity=_SENSITIVITY.get(_text(_raw(msg, "Sensitivity")).lower(), Sensitivity.NORMAL),
         is_draft=_text(_raw(msg, "X-Unsent")) == "1",
-        sent_at=_date(_raw(msg, "Date")),
+        sent_at=sent_at,
         received_at=received_at or _received_date(_raw(msg, "Received")),
     )
 

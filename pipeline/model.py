@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -139,3 +141,33 @@ class Decision:
     @property
     def is_logged(self) -> bool:
         return self.outcome is Outcome.LOGGED
+
+
+def content_hash(
+    subject: str,
+    sender: Address | None,
+    to: Sequence[Address],
+    cc: Sequence[Address],
+    sent_at: datetime | None,
+) -> str:
+    """sha256 over a canonical JSON of the properties that identify a message.
+
+    The dedupe key only when the message has no Internet Message-ID. Built from what both
+    paths see alike (the EWS properties and a parsed .eml), so `emaillog explain` and the
+    service key such a message the same. It leaves out what differs between copies of one
+    message (received time, size, item id, transport headers). Addresses compare by
+    `Address.key`, as the rules compare them.
+    """
+    canonical = json.dumps(
+        {
+            "subject": subject,
+            "from": sender.key if sender else "",
+            "to": [a.key for a in to],
+            "cc": [a.key for a in cc],
+            "sent": sent_at.isoformat() if sent_at else "",
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()

@@ -18,8 +18,6 @@ Error mapping (whole call vs. per item):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -47,7 +45,7 @@ from pipeline.errors import (
     SourceUnavailable,
     Throttled,
 )
-from pipeline.model import Address, Mail, MailRef, Sensitivity
+from pipeline.model import Address, Mail, MailRef, Sensitivity, content_hash
 
 #: GetItem properties the rules need. No MimeContent: it would cost the whole message in
 #: memory per item, and the rules decide on properties only.
@@ -121,35 +119,6 @@ def sensitivity(value: Any) -> Sensitivity:
     except KeyError:
         # An unknown value is treated as the strictest: never store what we cannot classify.
         return Sensitivity.CONFIDENTIAL
-
-
-def content_hash(
-    subject: str,
-    sender: Address | None,
-    to: Sequence[Address],
-    cc: Sequence[Address],
-    sent_at: datetime | None,
-) -> str:
-    """sha256 over a canonical JSON of the properties that identify a message.
-
-    Used for duplicate detection only when the message has no Internet Message-ID. It
-    deliberately leaves out what differs between copies of one message (received time,
-    size, item id), so the same message delivered twice hashes the same. Addresses are
-    compared by `Address.key` (case-folded bare address), as the rules compare them.
-    """
-    canonical = json.dumps(
-        {
-            "subject": subject,
-            "from": sender.key if sender else "",
-            "to": [a.key for a in to],
-            "cc": [a.key for a in cc],
-            "sent": sent_at.isoformat() if sent_at else "",
-        },
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def to_mail(message: Any) -> Mail:

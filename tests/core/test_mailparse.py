@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 
 import pytest
 
 from pipeline.mailparse import parse_mime
-from pipeline.model import Sensitivity
+from pipeline.model import Sensitivity, content_hash
 
 
 def eml(*headers: str, body: str = "body") -> bytes:
@@ -35,7 +34,7 @@ def test_parses_the_fields_the_rules_use() -> None:
     assert m.subject == "Quote ä"
     assert m.sent_at == datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
     assert m.message_id == "<abc@us.example>"  # angle brackets kept, like InternetMessageId
-    assert m.content_hash == hashlib.sha256(raw).hexdigest()
+    assert m.content_hash == content_hash(m.subject, m.sender, m.to, m.cc, m.sent_at)
     assert m.sensitivity is Sensitivity.NORMAL
     assert not m.is_draft
 
@@ -92,6 +91,16 @@ def test_message_without_message_id_dedupes_on_content_hash() -> None:
     m = parse_mime(eml("From: a@b.example"))
     assert m.message_id is None
     assert m.dedupe_key == f"sha256:{m.content_hash}"
+
+
+def test_content_hash_is_the_one_the_ews_source_computes() -> None:
+    # explain and the service must key a message without Message-ID alike: the hash covers
+    # the identifying properties, not transport headers that differ between copies.
+    one = parse_mime(eml("From: A@B.example", "To: c@d.example", "Subject: Hi", "X-Copy: 1"))
+    two = parse_mime(eml("From: a@b.example", "To: C@D.example", "Subject: Hi", "X-Copy: 2"))
+    assert one.content_hash == two.content_hash
+    assert one.content_hash == content_hash("Hi", one.sender, one.to, one.cc, one.sent_at)
+    assert parse_mime(eml("From: a@b.example", "Subject: Other")).content_hash != (one.content_hash)
 
 
 def test_absurdly_long_message_id_gets_an_indexable_dedupe_key() -> None:
@@ -155,7 +164,7 @@ def test_address_without_at_is_kept_as_written() -> None:
 )
 def test_hostile_input_still_gives_a_mail(raw: bytes) -> None:
     m = parse_mime(raw)
-    assert m.content_hash == hashlib.sha256(raw).hexdigest()
+    assert len(m.content_hash) == 64 and m.dedupe_key
 
 
 def test_ten_thousand_recipients() -> None:

@@ -40,13 +40,12 @@ from pipeline.errors import (
     SourceUnavailable,
     Throttled,
 )
-from pipeline.model import Address, MailRef, Sensitivity
+from pipeline.model import Address, MailRef, Sensitivity, content_hash
 from pipeline.sources.ews import _MoveItemOnePerInput
 from pipeline.sources.ews_connect import FolderPath, configuration
 from pipeline.sources.ews_convert import (
     align,
     call_error,
-    content_hash,
     item_error,
     to_mail,
 )
