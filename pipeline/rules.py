@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from pipeline.config import Settings
-from pipeline.directory import Directory
+from pipeline.directory import ContactMatch, Directory
 from pipeline.model import (
     MAX_ADDRESS_CHARS,
     MAX_DESCRIPTION_CHARS,
@@ -140,7 +140,6 @@ def decide(
     if already_logged:
         return Decision(Outcome.DUPLICATE, RULE_DUPLICATE)
 
-    description = mail.subject[:MAX_DESCRIPTION_CHARS]
     salesperson = directory.salesperson_for(sender)
     if salesperson is not None:
         entries: list[Entry] = []
@@ -152,18 +151,7 @@ def decide(
             if match is None or match.contact_no in seen_contacts:
                 continue
             seen_contacts.add(match.contact_no)
-            entries.append(
-                Entry(
-                    contact_no=match.contact_no,
-                    contact_company_no=match.company_no,
-                    contact_alt_address_code=match.alt_address_code,
-                    salesperson_code=salesperson.code,
-                    information_flow=Direction.OUTBOUND,
-                    initiated_by=InitiatedBy.US,
-                    interaction_at=mail.sent_at or mail.received_at,
-                    description=description,
-                )
-            )
+            entries.append(_entry(mail, match, salesperson.code, Direction.OUTBOUND))
         if entries:
             return Decision(
                 Outcome.LOGGED,
@@ -189,18 +177,7 @@ def decide(
             if sp is None or sp.code in seen_salespersons:
                 continue
             seen_salespersons.add(sp.code)
-            entries.append(
-                Entry(
-                    contact_no=contact.contact_no,
-                    contact_company_no=contact.company_no,
-                    contact_alt_address_code=contact.alt_address_code,
-                    salesperson_code=sp.code,
-                    information_flow=Direction.INBOUND,
-                    initiated_by=InitiatedBy.THEM,
-                    interaction_at=mail.received_at or mail.sent_at,
-                    description=description,
-                )
-            )
+            entries.append(_entry(mail, contact, sp.code, Direction.INBOUND))
         via = f" (alt. address {contact.alt_address_code})" if contact.alt_address_code else ""
         if entries:
             return Decision(
@@ -219,6 +196,24 @@ def decide(
         )
 
     return _no_pair(sender, recipients, "sender is neither a salesperson nor a contact")
+
+
+def _entry(mail: Mail, contact: ContactMatch, salesperson_code: str, flow: Direction) -> Entry:
+    """One entry. NAV overwrites the template's flow: outbound is initiated by us and dated
+    by the sent time, inbound by them and dated by the received time."""
+    outbound = flow is Direction.OUTBOUND
+    return Entry(
+        contact_no=contact.contact_no,
+        contact_company_no=contact.company_no,
+        contact_alt_address_code=contact.alt_address_code,
+        salesperson_code=salesperson_code,
+        information_flow=flow,
+        initiated_by=InitiatedBy.US if outbound else InitiatedBy.THEM,
+        interaction_at=(
+            (mail.sent_at or mail.received_at) if outbound else (mail.received_at or mail.sent_at)
+        ),
+        description=mail.subject[:MAX_DESCRIPTION_CHARS],
+    )
 
 
 def mark_duplicate(decision: Decision) -> Decision:
