@@ -3,11 +3,8 @@ real PostgreSQL. Every rule of GUIDE section 2, catch-up, and the mail-server fa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import aiohttp
 import asyncpg
-import exchangelib
 import pytest
 
 from exchange_sim import Simulator
@@ -16,7 +13,6 @@ from pipeline.model import Outcome
 from tests.service.harness import (
     BOSS,
     BUYER,
-    FOLDERS,
     MAILBOX,
     OTHER,
     OTHER_HOME,
@@ -29,30 +25,9 @@ from tests.service.harness import (
     disposals,
     hashed,
     mime,
-    prepare_database,
     running,
     settings_for,
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_exchangelib() -> Iterator[None]:
-    # exchangelib caches Protocol objects (pools, retry policy) per endpoint + credentials.
-    exchangelib.close_connections()
-    yield
-    exchangelib.close_connections()
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(folders=FOLDERS, mailboxes=[MAILBOX]) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def db(database_url: str) -> str:
-    await prepare_database(database_url)
-    return database_url
 
 
 async def test_every_rule_end_to_end(sim: Simulator, db: str) -> None:

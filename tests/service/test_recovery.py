@@ -8,14 +8,13 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import asyncpg
-import exchangelib
 import pgserver
 import pytest
 from pgserver._commands import pg_ctl
@@ -32,7 +31,6 @@ from pipeline.sources.ews import EwsSource
 from pipeline.store import journal
 from tests.service.harness import (
     BUYER,
-    FOLDERS,
     MAILBOX,
     QUEUE,
     SALES,
@@ -47,25 +45,6 @@ from tests.service.harness import (
     running,
     settings_for,
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_exchangelib() -> Iterator[None]:
-    exchangelib.close_connections()
-    yield
-    exchangelib.close_connections()
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(folders=FOLDERS, mailboxes=[MAILBOX]) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def db(database_url: str) -> str:
-    await prepare_database(database_url)
-    return database_url
 
 
 class OwnPostgres:
