@@ -187,35 +187,32 @@ class Store:
         """Create (if needed) and return a folder path. Mailbox paths are relative to
         "Top of Information Store" unless they start with "root/"; `mailbox=None` means the
         public-folder tree."""
-        parts = [p for p in path.strip("/").split("/") if p]
-        if mailbox is None:
-            node = self.public_root
-        elif parts and parts[0].lower() == "root":
-            node, parts = mailbox.root, parts[1:]
-        else:
-            node = mailbox.distinguished["msgfolderroot"]
-            if parts and parts[0].lower() == node.name.lower():
-                parts = parts[1:]
+        node, parts = self._path_start(path, mailbox)
         for part in parts:
             node = node.child(part) or self.create_folder(node, part)
         return node
 
     def find_path(self, path: str, mailbox: Mailbox | None) -> Folder:
-        parts = [p for p in path.strip("/").split("/") if p]
-        if mailbox is None:
-            node = self.public_root
-        elif parts and parts[0].lower() == "root":
-            node, parts = mailbox.root, parts[1:]
-        else:
-            node = mailbox.distinguished["msgfolderroot"]
-            if parts and parts[0].lower() == node.name.lower():
-                parts = parts[1:]
+        """An existing folder path (same syntax as `ensure_path`), else ErrorFolderNotFound."""
+        node, parts = self._path_start(path, mailbox)
         for part in parts:
             child = node.child(part)
             if child is None:
                 raise StoreError("ErrorFolderNotFound", f"No folder {path!r}")
             node = child
         return node
+
+    def _path_start(self, path: str, mailbox: Mailbox | None) -> tuple[Folder, list[str]]:
+        """The folder a path starts from, and the names below it."""
+        parts = [p for p in path.strip("/").split("/") if p]
+        if mailbox is None:
+            return self.public_root, parts
+        if parts and parts[0].lower() == "root":
+            return mailbox.root, parts[1:]
+        top = mailbox.distinguished["msgfolderroot"]
+        if parts and parts[0].lower() == top.name.lower():
+            parts = parts[1:]
+        return top, parts
 
     def folder(self, folder_id: str) -> Folder:
         if not ids.is_well_formed(folder_id, ids.FOLDER):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from lxml import etree
 
@@ -98,6 +100,24 @@ def item_id_elements(parent: etree._Element | None) -> list[etree._Element]:
     if parent is None:
         raise RequestError("ErrorSchemaValidation", "The request is missing its item ids.")
     return list(parent)
+
+
+Found = TypeVar("Found")
+
+
+def paged_root_folder(
+    found: Sequence[Found], offset: int, max_entries: int, tag: str, render: Callable[[Found], str]
+) -> str:
+    """FindFolder/FindItem's m:RootFolder for one IndexedPageView page of `found`
+    (TotalItemsInView and IncludesLastItemInRange are what exchangelib pages by)."""
+    page = found[offset : offset + max_entries]
+    end = offset + len(page)
+    last = "true" if end >= len(found) else "false"
+    return (
+        f'<m:RootFolder IndexedPagingOffset="{end}" TotalItemsInView="{len(found)}" '
+        f'IncludesLastItemInRange="{last}"><t:{tag}>'
+        f"{''.join(render(x) for x in page)}</t:{tag}></m:RootFolder>"
+    )
 
 
 def int_value(text: str | None, default: int, lo: int, hi: int) -> int:

@@ -11,6 +11,7 @@ from exchange_sim.ops.common import (
     T,
     folder_id_elements,
     int_value,
+    paged_root_folder,
     parse_shape,
     resolve_folder,
     single_folder,
@@ -53,13 +54,8 @@ def find_folder(ctx: Ctx, req: etree._Element) -> str:
         found = list(parent.descendants()) if deep else list(parent.children)
         if predicate is not None:
             found = [f for f in found if predicate(f)]
-        page = found[offset : offset + max_entries]
-        end = offset + len(page)
-        last = end >= len(found)
-        content = (
-            f'<m:RootFolder IndexedPagingOffset="{end}" TotalItemsInView="{len(found)}" '
-            f'IncludesLastItemInRange="{"true" if last else "false"}"><t:Folders>'
-            f"{''.join(folder_xml(f, fields) for f in page)}</t:Folders></m:RootFolder>"
+        content = paged_root_folder(
+            found, offset, max_entries, "Folders", lambda f: folder_xml(f, fields)
         )
         messages.append(sx.success("FindFolder", content))
     return sx.operation_response("FindFolder", "".join(messages))

@@ -18,6 +18,7 @@ from exchange_sim.ops.common import (
     int_value,
     item_id_elements,
     local,
+    paged_root_folder,
     parse_shape,
     resolve_folder,
     single_folder,
@@ -53,13 +54,8 @@ def find_item(ctx: Ctx, req: etree._Element) -> str:
         except StoreError as e:
             messages.append(sx.error("FindItem", e.code, e.text))
             continue
-        page = found[offset : offset + max_entries]
-        end = offset + len(page)
-        last = end >= len(found)
-        content = (
-            f'<m:RootFolder IndexedPagingOffset="{end}" TotalItemsInView="{len(found)}" '
-            f'IncludesLastItemInRange="{"true" if last else "false"}"><t:Items>'
-            f"{''.join(item_xml(i, fields) for i in page)}</t:Items></m:RootFolder>"
+        content = paged_root_folder(
+            found, offset, max_entries, "Items", lambda i: item_xml(i, fields)
         )
         messages.append(sx.success("FindItem", content))
     return sx.operation_response("FindItem", "".join(messages))
