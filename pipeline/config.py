@@ -117,6 +117,12 @@ class Settings:
     reconcile_interval_seconds: float = setting(60.0, _positive_float, "reconciler period")
     catch_up_interval_seconds: float = setting(300.0, _positive_float, "safety re-sync period")
     drain_timeout_seconds: float = setting(20.0, _positive_float, "SIGTERM drain budget")
+    backlog_poll_seconds: float = setting(
+        15.0, _positive_float, "how often the queue folder's item count is read"
+    )
+    ready_timeout_seconds: float = setting(
+        2.0, _positive_float, "how long /readyz waits for the database to answer"
+    )
 
     # --- HTTP and logging ---
     http_host: str = setting("0.0.0.0", doc="address for /metrics, /livez, /readyz")

@@ -56,11 +56,6 @@ from pipeline.store.directory_repo import DirectoryWatcher
 
 log = logging.getLogger("emaillog.service")
 
-#: How often the queue folder's item count is read for emaillog_queue_backlog_messages.
-BACKLOG_POLL_SECONDS = 15.0
-#: /readyz gives the database this long to answer SELECT 1.
-READY_DATABASE_TIMEOUT_SECONDS = 2.0
-
 
 async def serve(
     settings: Settings,
@@ -116,7 +111,7 @@ async def _run(
 
     async def readiness() -> dict[str, bool]:
         return {
-            "database": await _database_reachable(pool),
+            "database": await _database_reachable(pool, settings.ready_timeout_seconds),
             "source": source.connected,
             "started": lifecycle.started,
             "accepting": not lifecycle.stopping,
@@ -137,7 +132,7 @@ async def _run(
             app = build_app(metrics, readiness)
             tg.create_task(serve_http(app, host=settings.http_host, port=settings.http_port))
             tg.create_task(watcher.run())
-            tg.create_task(_poll_backlog(source, metrics))
+            tg.create_task(_poll_backlog(source, metrics, settings.backlog_poll_seconds))
             for lane in pipeline.lanes():
                 for _ in range(lane.concurrency):
                     tg.create_task(run_worker(lane, retry, metrics))
@@ -380,18 +375,18 @@ class Pipeline:
                     )
 
 
-async def _poll_backlog(source: MailSource, metrics: Metrics) -> None:
+async def _poll_backlog(source: MailSource, metrics: Metrics, interval_seconds: float) -> None:
     while True:
         try:
             metrics.queue_backlog.set(await source.backlog())
         except Exception as exc:  # a gauge is not worth stopping for; the next poll retries
             log.debug("backlog poll failed", extra={"fields": {"error": str(exc)}})
-        await asyncio.sleep(BACKLOG_POLL_SECONDS)
+        await asyncio.sleep(interval_seconds)
 
 
-async def _database_reachable(pool: asyncpg.Pool) -> bool:
+async def _database_reachable(pool: asyncpg.Pool, timeout_seconds: float) -> bool:
     try:
-        async with asyncio.timeout(READY_DATABASE_TIMEOUT_SECONDS), pool.acquire() as conn:
+        async with asyncio.timeout(timeout_seconds), pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
     except Exception:
         return False

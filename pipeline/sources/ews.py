@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Refs waiting between the stream thread and `arrivals()`; the thread blocks when full.
-ARRIVALS_QUEUE_REFS = 1000
 #: How long close() waits for the stream thread, and for the final Unsubscribe.
 CLOSE_WAIT_SECONDS = 5.0
 #: open() runs before the pipeline's retries exist: ErrorServerBusy there is waited out (as
@@ -173,13 +171,16 @@ class EwsSource:
             raise RuntimeError("EwsSource.arrivals() before open()")
         if self._stream is not None:
             raise RuntimeError("EwsSource.arrivals() supports one consumer per open()")
-        refs: asyncio.Queue[MailRef] = asyncio.Queue(maxsize=ARRIVALS_QUEUE_REFS)
+        # Refs waiting between the stream thread and `arrivals()`, bounded like every queue
+        # between stages: the thread blocks when it is full.
+        refs: asyncio.Queue[MailRef] = asyncio.Queue(maxsize=self._settings.stage_queue_messages)
         self._stream = ArrivalStream(
             account=self._account,
             queue_folder=self._queue,
             public=self._queue_path.public,
             stream_timeout_minutes=self._settings.stream_timeout_minutes,
             catch_up_interval_seconds=self._settings.catch_up_interval_seconds,
+            back_off_cap_seconds=self._settings.retry_max_wait_seconds,
             loop=self._loop,
             refs=refs,
             notify=self._notify_from_thread,

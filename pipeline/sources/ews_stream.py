@@ -56,8 +56,6 @@ EVENT_TYPES = ("NewMailEvent", "CreatedEvent", "MovedEvent")
 #: and NewMail, and every catch-up re-reports what is still in the queue; the pipeline also
 #: de-duplicates in-flight ids, so this only has to cover the recent past.
 SEEN_IDS = 20_000
-#: Back-off after consecutive failures: 0.5 s, then doubling up to the cap.
-BACK_OFF_CAP_SECONDS = 30.0
 #: SyncFolderItems MaxChangesReturned is limited to 1..512 by EWS. Catch-up pages are this
 #: large whatever the fetch batch: a page is only ids, and fewer pages are fewer round trips.
 MAX_SYNC_CHANGES = 512
@@ -74,11 +72,11 @@ class _Stopped(Exception):
     """Raised inside the thread to unwind when stop() was called."""
 
 
-def failure_delay(failures: int) -> float:
+def failure_delay(failures: int, cap_seconds: float) -> float:
     """Seconds to wait after `failures` consecutive failures: 0.5, 1, 2, 4 ... capped."""
     if failures <= 0:
         return 0.0
-    return float(min(BACK_OFF_CAP_SECONDS, 0.5 * 2 ** (failures - 1)))
+    return float(min(cap_seconds, 0.5 * 2 ** (failures - 1)))
 
 
 def connection_minutes(stream_timeout_minutes: int, catch_up_interval_seconds: float) -> int:
@@ -123,6 +121,7 @@ class ArrivalStream:
         public: bool,
         stream_timeout_minutes: int,
         catch_up_interval_seconds: float,
+        back_off_cap_seconds: float,
         loop: asyncio.AbstractEventLoop,
         refs: asyncio.Queue[MailRef],
         notify: Callable[[str, tuple[Any, ...]], None],
@@ -135,6 +134,7 @@ class ArrivalStream:
             stream_timeout_minutes, catch_up_interval_seconds
         )
         self._catch_up_interval = catch_up_interval_seconds
+        self._back_off_cap = back_off_cap_seconds
         self._last_catch_up = -math.inf
         self._loop = loop
         self._refs = refs
@@ -214,7 +214,7 @@ class ArrivalStream:
                     break  # stop()'s socket shutdown surfaces as a connection error
                 stale_subscription = self._drop(exc, stale_subscription)
             self._failures += 1
-            if self._stop.wait(failure_delay(self._failures)):
+            if self._stop.wait(failure_delay(self._failures, self._back_off_cap)):
                 break
         self._set_connected(False)
 

@@ -283,7 +283,7 @@ def test_oauth2_impersonates_and_honours_the_token_url_override() -> None:
 
 
 def test_back_off_doubles_up_to_the_cap() -> None:
-    delays = [failure_delay(n) for n in range(9)]
+    delays = [failure_delay(n, cap_seconds=30) for n in range(9)]
     assert delays[0] == 0
     assert delays[1:5] == [0.5, 1, 2, 4]
     assert max(delays) == 30
@@ -311,6 +311,7 @@ def _stream(loop: asyncio.AbstractEventLoop, refs: asyncio.Queue[MailRef]) -> Ar
         public=False,
         stream_timeout_minutes=1,
         catch_up_interval_seconds=60.0,
+        back_off_cap_seconds=30.0,
         loop=loop,
         refs=refs,
         notify=lambda hook, args: None,
