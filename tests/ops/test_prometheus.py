@@ -1,6 +1,6 @@
 """Alert rules: promtool checks and unit tests, and conventions promtool cannot check.
 
-promtool comes from the Debian package `prometheus`; `.ci/run` installs it. These tests
+promtool comes from the Debian package `prometheus`; `make test` installs it. These tests
 fail (they do not skip) without it, so CI can never pass with the rules untested.
 """
 
@@ -25,7 +25,7 @@ RUNBOOK = OPS / "runbook.md"
 @pytest.fixture(scope="module")
 def promtool() -> str:
     path = shutil.which("promtool")
-    assert path, "promtool not found: apt-get install prometheus (.ci/run does this)"
+    assert path, "promtool not found: apt-get install prometheus (make test does this as root)"
     return path
 
 
