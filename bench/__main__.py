@@ -83,7 +83,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "EMAILLOG_NEVER_LOG": ",".join(NEVER_LOG),
         }
     )
-    async with open_database(settings) as database:
+    async with open_database(settings.database) as database:
         imported = await db.import_directory(database.pool, people.write_csv(tmp / "directory"))
         async with database.pool.acquire() as conn:
             directory = await load_directory(conn)

@@ -28,10 +28,14 @@ from exchangelib.items import HARD_DELETE
 
 from pipeline.config import Settings
 from pipeline.directory import Directory
+from pipeline.ledger import Ledger
+from pipeline.metrics import Metrics
+from pipeline.model import Candidate, message_id_hash
 from pipeline.rules import Policy, decide
-from pipeline.sources.ews_connect import FolderPath, connect, forget_protocol, resolve_folder
+from pipeline.sources.ews_connect import connect, forget_protocol, resolve_folder
 from pipeline.sources.ews_convert import FETCH_FIELDS, to_mail
-from pipeline.store import journal
+from pipeline.stages.dedupe import record_decisions
+from pipeline.store.journal import StorageLink
 from pipeline.store.queries import is_logged
 
 
@@ -46,18 +50,21 @@ async def run_baseline(
     settings: Settings, pool: asyncpg.Pool, directory: Directory, item_ids: Sequence[str]
 ) -> BaselineResult:
     """Drain `item_ids` from the queue NAV-style; EWS set-up is not timed (NAV's isn't either)."""
-    account = await asyncio.to_thread(connect, settings)
+    account = await asyncio.to_thread(connect, settings.source.ews)
     try:
-        queue = await asyncio.to_thread(
-            resolve_folder, account, FolderPath.parse(settings.queue_folder)
-        )
-        storage = await asyncio.to_thread(
-            resolve_folder, account, FolderPath.parse(settings.storage_folder)
-        )
-        template = directory.template(settings.email_template_code)
+        queue = await asyncio.to_thread(resolve_folder, account, settings.source.queue_folder)
+        storage = await asyncio.to_thread(resolve_folder, account, settings.source.storage_folder)
+        template = directory.template(settings.rules.email_template_code)
         assert template is not None, "the benchmark directory has the EMAIL template"
-        policy = Policy.from_settings(settings)
-        mailbox = settings.ews_mailbox
+        policy = Policy.from_settings(settings.rules)
+        mailbox = settings.source.ews.mailbox
+        ledger = Ledger(
+            pool,
+            mailbox=mailbox,
+            metrics=Metrics(),
+            max_in_flight_messages=1,
+            retry_max_wait_seconds=settings.limits.retry_max_wait_seconds,
+        )
         outcomes: dict[str, int] = {}
         started = time.perf_counter()
         for item_id in item_ids:
@@ -76,28 +83,23 @@ async def run_baseline(
                     if isinstance(copied, Exception):
                         raise copied
                     storage_id = copied[0]
-                async with conn.transaction():
-                    [recorded] = await journal.record_decisions(
-                        conn,
-                        mailbox=mailbox,
-                        candidates=[journal.Candidate(item_id, mail, decision)],
-                        template=template,
+            async with ledger.transaction() as book:
+                [recorded] = await record_decisions(
+                    book, [Candidate(item_id, mail, decision)], template
+                )
+                if recorded.stored_message_id is not None:
+                    await book.record_stored(
+                        [
+                            StorageLink(
+                                stored_message_id=recorded.stored_message_id,
+                                queue_item_id=item_id,
+                                storage_item_id=storage_id,
+                                web_link=None,
+                                rule=recorded.decision.rule,
+                                message_id_hash=message_id_hash(mail),
+                            )
+                        ]
                     )
-                    if recorded.stored_message_id is not None:
-                        await journal.mark_stored(
-                            conn,
-                            mailbox=mailbox,
-                            links=[
-                                journal.StorageLink(
-                                    stored_message_id=recorded.stored_message_id,
-                                    queue_item_id=item_id,
-                                    storage_item_id=storage_id,
-                                    web_link=None,
-                                    rule=recorded.decision.rule,
-                                    message_id_hash=journal.message_id_hash(mail),
-                                )
-                            ],
-                        )
             [deleted] = await asyncio.to_thread(
                 account.bulk_delete, ids=[(item_id, None)], delete_type=HARD_DELETE
             )

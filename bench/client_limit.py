@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.config import Settings
-from pipeline.sources.ews_connect import FolderPath, connect, forget_protocol, resolve_folder
+from pipeline.sources.ews_connect import connect, forget_protocol, resolve_folder
 from pipeline.sources.ews_convert import FETCH_FIELDS
 
 
@@ -25,12 +25,12 @@ class ClientLimitResult:
 
 def run_client_limit(settings: Settings, item_ids: Sequence[str]) -> ClientLimitResult:
     """Blocking: run it in a thread. Connection set-up and folder lookups are not timed."""
-    account = connect(settings)
+    account = connect(settings.source.ews)
     try:
-        queue = resolve_folder(account, FolderPath.parse(settings.queue_folder))
-        storage = resolve_folder(account, FolderPath.parse(settings.storage_folder))
-        fetch_size = settings.fetch_batch_messages
-        move_size = settings.move_batch_messages
+        queue = resolve_folder(account, settings.source.queue_folder)
+        storage = resolve_folder(account, settings.source.storage_folder)
+        fetch_size = settings.limits.fetch_batch_messages
+        move_size = settings.limits.move_batch_messages
         fetched = moved = 0
         started = time.perf_counter()
         for start in range(0, len(item_ids), fetch_size):

@@ -82,7 +82,7 @@ async def drain(ctx: Context, messages: list[BenchMessage]) -> DrainResult:
     await db.reset_journal(ctx.pool)
     result = DrainResult()
     async with SimProcess(
-        ctx.settings.ews_mailbox, ctx.latency_ms, ctx.logs / "sim-drain.log"
+        ctx.settings.source.ews.mailbox, ctx.latency_ms, ctx.logs / "sim-drain.log"
     ) as sim:
         await sim.deliver_all(messages)
         requests_before = await sim.requests_served()
@@ -119,7 +119,7 @@ async def steady(ctx: Context, messages: list[BenchMessage], rate: float) -> Ste
     await db.reset_journal(ctx.pool)
     result = SteadyResult()
     async with SimProcess(
-        ctx.settings.ews_mailbox, ctx.latency_ms, ctx.logs / "sim-steady.log"
+        ctx.settings.source.ews.mailbox, ctx.latency_ms, ctx.logs / "sim-steady.log"
     ) as sim:
         env, port = ctx.env_for(sim)
         service = ServiceProcess(env, port, ctx.logs / "service-steady.log")
@@ -177,7 +177,7 @@ class BaselinePhase:
 async def baseline(ctx: Context, messages: list[BenchMessage]) -> BaselinePhase:
     await db.reset_journal(ctx.pool)
     async with SimProcess(
-        ctx.settings.ews_mailbox, ctx.latency_ms, ctx.logs / "sim-baseline.log"
+        ctx.settings.source.ews.mailbox, ctx.latency_ms, ctx.logs / "sim-baseline.log"
     ) as sim:
         ids = await sim.deliver_all(messages)
         env, _ = ctx.env_for(sim)
@@ -199,7 +199,7 @@ class ClientLimitPhase:
 
 async def client_limit(ctx: Context, messages: list[BenchMessage]) -> ClientLimitPhase:
     async with SimProcess(
-        ctx.settings.ews_mailbox, ctx.latency_ms, ctx.logs / "sim-client.log"
+        ctx.settings.source.ews.mailbox, ctx.latency_ms, ctx.logs / "sim-client.log"
     ) as sim:
         ids = await sim.deliver_all(messages)
         env, _ = ctx.env_for(sim)

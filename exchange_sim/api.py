@@ -7,6 +7,10 @@ with its own loop (`SimulatorThread`, for blocking code such as exchangelib in p
 
     with SimulatorThread(folders=["public:/Queue"]) as sim:
         sim.deliver("queue@example.com", "public:/Queue", raw)
+
+These methods are how tests look into and steer a simulator: mail and folders, a snapshot of
+its counters, and every injected fault (each also on the /_sim/ side channel). A folder is
+named as in SimConfig.folders: a path below "Top of Information Store", or "public:/...".
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from exchange_sim.app import EWS_PATH, SimState, create_app
+from exchange_sim.app import create_app
 from exchange_sim.config import SimConfig
-from exchange_sim.sideband import item_summary, resolve_folder
+from exchange_sim.ews import EWS_PATH
+from exchange_sim.faults import DEFAULT_BACK_OFF_MS, FaultStatus
+from exchange_sim.state import Recorder, SimSnapshot, SimState
 
 R = TypeVar("R")
+ITEM_OPS = ("MoveItem", "DeleteItem")
 
 
 class Simulator:
@@ -41,7 +48,7 @@ class Simulator:
         self.config = config or SimConfig(**options)
         self.host = host
         self.port = port
-        self.state = SimState(self.config)
+        self._state = SimState(self.config)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -53,7 +60,7 @@ class Simulator:
         return self.base_url + EWS_PATH
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(create_app(self.config, self.state), handle_signals=False)
+        self._runner = web.AppRunner(create_app(self.config, self._state), handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
         await site.start()
@@ -64,7 +71,7 @@ class Simulator:
 
     async def stop(self) -> None:
         if self._runner is not None:
-            self.state.streams.drop_all()
+            self._state.streams.drop_all()
             await self._runner.cleanup()
             self._runner = None
 
@@ -78,57 +85,101 @@ class Simulator:
     # -- mail and folders --------------------------------------------------------------------
 
     def deliver(self, mailbox: str, folder: str, raw: bytes) -> str:
-        """Deliver raw MIME as transport would (CreatedEvent + NewMailEvent); the item id."""
-        target = resolve_folder(self.state.store, mailbox, folder)
-        return self.state.store.deliver(target, raw).id
+        """Deliver raw MIME as transport would (CreatedEvent + NewMailEvent; a missing
+        Message-ID is added); the item id."""
+        target = self._state.folder(mailbox, folder)
+        return self._state.store.deliver(target, raw).id
+
+    def create_item(
+        self, mailbox: str, folder: str, raw: bytes, *, is_draft: bool = False, is_read: bool = True
+    ) -> str:
+        """Save raw MIME as a client's CreateItem would (CreatedEvent only; a missing
+        Message-ID stays missing); the item id."""
+        target = self._state.folder(mailbox, folder)
+        return self._state.store.create(target, raw, is_draft=is_draft, is_read=is_read).id
 
     def save_draft(self, mailbox: str, folder: str, raw: bytes) -> str:
-        """Save raw MIME as a user's draft would be saved (CreateItem: CreatedEvent only)."""
-        target = resolve_folder(self.state.store, mailbox, folder)
-        return self.state.store.create(target, raw, is_draft=True, is_read=True).id
+        """Save raw MIME as a user's draft would be saved (a read draft; CreatedEvent only)."""
+        return self.create_item(mailbox, folder, raw, is_draft=True, is_read=True)
 
     def list_items(self, mailbox: str, folder: str) -> list[dict[str, Any]]:
-        target = resolve_folder(self.state.store, mailbox, folder)
-        return [item_summary(i) for i in target.items.values()]
+        """The folder's items in the order they entered it: id, changekey, message_id,
+        subject, is_draft, received (ISO 8601), size."""
+        return self._state.list_items(mailbox, folder)
 
     def folder_id(self, mailbox: str, folder: str) -> str:
-        return resolve_folder(self.state.store, mailbox, folder).id
+        """The EWS id of an existing folder."""
+        return self._state.folder(mailbox, folder).id
 
     def create_folder(self, path: str, mailbox: str | None = None) -> list[str]:
-        return self.state.ensure_folder(path, mailbox)
+        """Create a folder path (in every mailbox when `mailbox` is None); its ids."""
+        return self._state.ensure_folder(path, mailbox)
+
+    # -- looking in --------------------------------------------------------------------------
+
+    def snapshot(self) -> SimSnapshot:
+        """Counters at this moment: items, active subscriptions, open streams, EWS requests
+        in flight and served."""
+        return self._state.snapshot()
+
+    def fault_status(self) -> FaultStatus:
+        """What is armed at this moment: busy replies left, latency, connection limit and
+        the items that still fail."""
+        return self._state.faults.status()
+
+    def record_responses(self, recorder: Recorder | None) -> None:
+        """Call `recorder(operation, body)` with every response document from now on
+        ("Fault" for a request refused before dispatch; a stream one envelope at a time);
+        None stops. It runs on the simulator's loop: keep it quick (and thread-safe when
+        read from another thread)."""
+        self._state.recorder = recorder
 
     # -- faults ------------------------------------------------------------------------------
 
-    def set_busy(self, count: int, back_off_ms: int = 1500) -> None:
-        self.state.faults.busy_remaining = count
-        self.state.faults.busy_back_off_ms = back_off_ms
+    def set_busy(self, count: int, back_off_ms: int = DEFAULT_BACK_OFF_MS) -> None:
+        """Refuse the next `count` EWS requests with ErrorServerBusy carrying `back_off_ms`."""
+        self._state.faults.set_busy(count, back_off_ms)
 
     def set_latency(self, min_ms: float, max_ms: float | None = None) -> None:
-        self.state.faults.latency_min_ms = min_ms
-        self.state.faults.latency_max_ms = min_ms if max_ms is None else max_ms
+        """Delay every EWS request by `min_ms` (or a random time up to `max_ms`); 0: off."""
+        self._state.faults.set_latency(min_ms, max_ms)
 
     def drop_streams(self) -> int:
-        return self.state.streams.drop_all()
+        """Cut every open GetStreamingEvents response mid-envelope; how many were open."""
+        return self._state.streams.drop_all()
 
     def expire_subscriptions(
         self, code: str = "ErrorSubscriptionNotFound", ids: list[str] | None = None
     ) -> list[str]:
-        return self.state.subscriptions.expire(ids, code)
+        """Lose subscriptions (all when `ids` is None): their next use answers `code`
+        (ErrorSubscriptionNotFound or ErrorInvalidSubscription); the ids lost."""
+        return self._state.subscriptions.expire(ids, code)
+
+    def lose_events(self) -> int:
+        """Forget every notification event not yet handed out (subscriptions stay valid);
+        how many were lost."""
+        return self._state.subscriptions.lose_events()
 
     def set_max_connections(self, limit: int | None) -> None:
-        self.state.faults.max_connections = limit
+        """Answer ErrorExceededConnectionCount beyond `limit` concurrent EWS requests (open
+        streams count); 0 refuses every request, None: no limit."""
+        self._state.faults.max_connections = limit
 
     def fail_items(
         self,
         item_ids: list[str],
-        ops: tuple[str, ...] = ("MoveItem", "DeleteItem"),
+        ops: tuple[str, ...] = ITEM_OPS,
         times: int | None = None,
         code: str = "ErrorItemNotFound",
     ) -> None:
-        self.state.faults.fail_items(list(ops), item_ids, code, times)
+        """Make `ops` (MoveItem, DeleteItem, CopyItem) fail with `code` for these items,
+        `times` times each (None: until reset_faults)."""
+        self._state.faults.fail_items(list(ops), item_ids, code, times)
 
     def reset_faults(self) -> None:
-        self.state.faults.reset()
+        """Disarm every injected fault set through the methods above (not lost
+        subscriptions, streams or events)."""
+        self._state.faults.reset()
 
 
 class SimulatorThread:
@@ -149,10 +200,6 @@ class SimulatorThread:
     @property
     def base_url(self) -> str:
         return self.sim.base_url
-
-    @property
-    def state(self) -> SimState:
-        return self.sim.state
 
     def start(self) -> None:
         self._thread.start()
@@ -184,8 +231,17 @@ class SimulatorThread:
         self._loop.call_soon_threadsafe(run)
         return future.result(timeout=30)
 
+    # The methods of `Simulator`, each run on the simulator's loop (see there).
+
     def deliver(self, mailbox: str, folder: str, raw: bytes) -> str:
         return self.call(self.sim.deliver, mailbox, folder, raw)
+
+    def create_item(
+        self, mailbox: str, folder: str, raw: bytes, *, is_draft: bool = False, is_read: bool = True
+    ) -> str:
+        return self.call(
+            self.sim.create_item, mailbox, folder, raw, is_draft=is_draft, is_read=is_read
+        )
 
     def save_draft(self, mailbox: str, folder: str, raw: bytes) -> str:
         return self.call(self.sim.save_draft, mailbox, folder, raw)
@@ -199,7 +255,16 @@ class SimulatorThread:
     def create_folder(self, path: str, mailbox: str | None = None) -> list[str]:
         return self.call(self.sim.create_folder, path, mailbox)
 
-    def set_busy(self, count: int, back_off_ms: int = 1500) -> None:
+    def snapshot(self) -> SimSnapshot:
+        return self.call(self.sim.snapshot)
+
+    def fault_status(self) -> FaultStatus:
+        return self.call(self.sim.fault_status)
+
+    def record_responses(self, recorder: Recorder | None) -> None:
+        self.call(self.sim.record_responses, recorder)
+
+    def set_busy(self, count: int, back_off_ms: int = DEFAULT_BACK_OFF_MS) -> None:
         self.call(self.sim.set_busy, count, back_off_ms)
 
     def set_latency(self, min_ms: float, max_ms: float | None = None) -> None:
@@ -213,13 +278,16 @@ class SimulatorThread:
     ) -> list[str]:
         return self.call(self.sim.expire_subscriptions, code, ids)
 
+    def lose_events(self) -> int:
+        return self.call(self.sim.lose_events)
+
     def set_max_connections(self, limit: int | None) -> None:
         self.call(self.sim.set_max_connections, limit)
 
     def fail_items(
         self,
         item_ids: list[str],
-        ops: tuple[str, ...] = ("MoveItem", "DeleteItem"),
+        ops: tuple[str, ...] = ITEM_OPS,
         times: int | None = None,
         code: str = "ErrorItemNotFound",
     ) -> None:

@@ -1,12 +1,12 @@
-"""Authentication for the EWS simulator.
+"""Authentication for the EWS simulator: the middleware, Basic, and the 401 challenges.
 
 Modes (``AuthConfig.mode``):
 
 * ``none``   - every request is accepted, ``request[EWS_USER]`` is None.
 * ``basic``  - HTTP Basic against ``users`` (``DOMAIN\\user`` or UPN keys, as given).
-* ``ntlm``   - a real NTLM acceptor (pyspnego) with the per-connection handshake IIS does.
+* ``ntlm``   - a real NTLM acceptor with the per-connection handshake IIS does (ntlm.py).
 * ``oauth2`` - bearer tokens issued by the client-credentials endpoint of ``add_token_route``
-  (``users`` then maps client_id -> client_secret).
+  (oauth.py; ``users`` then maps client_id -> client_secret).
 * ``any``    - Basic, NTLM and bearer tokens are all accepted.
 
 Only paths under ``/EWS/`` are protected. Missing or wrong credentials get a 401 carrying the
@@ -15,29 +15,20 @@ WWW-Authenticate challenges Exchange sends for the enabled methods.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hmac
 import logging
-import os
-import secrets
-import tempfile
-import threading
-import time
-import uuid
-import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
 
-import spnego
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
+
+from exchange_sim.ntlm import NtlmAcceptor
+from exchange_sim.oauth import add_token_endpoint, bearer_client
 
 log = logging.getLogger(__name__)
 
@@ -143,89 +134,6 @@ def _decode_basic(param: str) -> tuple[str, str] | None:
     return name, password
 
 
-# --- NTLM -----------------------------------------------------------------------------------
-
-_NTLM_SIGNATURE = b"NTLMSSP\x00"
-_NTLM_NEGOTIATE = _NTLM_SIGNATURE + b"\x01\x00\x00\x00"
-_NTLM_AUTHENTICATE = _NTLM_SIGNATURE + b"\x03\x00\x00\x00"
-
-# pyspnego's NTLM acceptor reads user credentials only from the file named by the
-# NTLM_USER_FILE environment variable (spnego/_ntlm.py: _get_credential_file), at context
-# creation and again when checking the Authenticate message. Each simulator has its own file,
-# so the variable is pointed at it under a process-wide lock around those (synchronous) calls.
-_NTLM_ENV_LOCK = threading.Lock()
-
-
-@contextmanager
-def _ntlm_user_file(path: str) -> Iterator[None]:
-    with _NTLM_ENV_LOCK:
-        previous = os.environ.get("NTLM_USER_FILE")
-        os.environ["NTLM_USER_FILE"] = path
-        try:
-            yield
-        finally:
-            if previous is None:
-                del os.environ["NTLM_USER_FILE"]
-            else:
-                os.environ["NTLM_USER_FILE"] = previous
-
-
-def _ntlm_user_lines(users: Mapping[str, str]) -> str:
-    """The users in pyspnego's ``DOMAIN:USER:PASSWORD`` format (empty domain for UPN/bare)."""
-    lines = []
-    for name, password in users.items():
-        domain, sep, user = name.partition("\\")
-        if not sep:
-            domain, user = "", name
-        for part in (domain, user, password):
-            if ":" in part or "\n" in part or "\r" in part:
-                raise ValueError(
-                    f"NTLM user {name!r}: user names and passwords must not contain ':' or newlines"
-                )
-        lines.append(f"{domain}:{user}:{password}\n")
-    return "".join(lines)
-
-
-def _remove_file(path: str) -> None:
-    with suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-@dataclass
-class _NtlmConnection:
-    """NTLM state of one TCP connection: a handshake in progress, or the authenticated user."""
-
-    context: spnego.ContextProxy | None = None
-    user: str | None = None
-
-
-# --- OAuth2 tokens --------------------------------------------------------------------------
-
-
-class _TokenStore:
-    """Opaque bearer tokens issued by the token endpoint: token -> (client_id, expiry)."""
-
-    def __init__(self, lifetime_seconds: int) -> None:
-        self.lifetime_seconds = lifetime_seconds
-        self._tokens: dict[str, tuple[str, float]] = {}
-
-    def issue(self, client_id: str) -> str:
-        now = time.monotonic()
-        self._tokens = {t: v for t, v in self._tokens.items() if v[1] > now}
-        token = secrets.token_urlsafe(48)
-        self._tokens[token] = (client_id, now + self.lifetime_seconds)
-        return token
-
-    def client_for(self, token: str) -> str | None:
-        entry = self._tokens.get(token)
-        if entry is None or time.monotonic() >= entry[1]:
-            return None
-        return entry[0]
-
-
-_TOKEN_STORE = web.AppKey("exchange_sim_auth_token_store", _TokenStore)
-
-
 # --- the middleware -------------------------------------------------------------------------
 
 
@@ -233,17 +141,7 @@ class _Authenticator:
     def __init__(self, config: AuthConfig) -> None:
         self.config = config
         self._by_folded_name = {name.casefold(): name for name in config.users}
-        # Keyed by the connection's transport; an entry is dropped when its connection closes.
-        self._ntlm: dict[asyncio.BaseTransport, _NtlmConnection] = {}
-        self._ntlm_file = ""
-        if config.ntlm_enabled:
-            lines = _ntlm_user_lines(config.users)
-            with tempfile.NamedTemporaryFile(
-                "w", prefix="exchange-sim-ntlm-", suffix=".txt", delete=False, encoding="utf-8"
-            ) as f:
-                f.write(lines)
-            self._ntlm_file = f.name
-            weakref.finalize(self, _remove_file, f.name)
+        self.ntlm = NtlmAcceptor(config.users, self._known_user) if config.ntlm_enabled else None
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -267,13 +165,12 @@ class _Authenticator:
         scheme, _, param = header.partition(" ")
         scheme = scheme.lower()
         param = param.strip()
-        if self.config.ntlm_enabled and scheme in ("ntlm", "negotiate") and param:
-            return self._ntlm_step(request, scheme, param)
+        if self.ntlm is not None and scheme in ("ntlm", "negotiate") and param:
+            step = self.ntlm.step(request, scheme, param)
+            return _unauthorized(self.config, request) if step is None else step
         if not header:
-            connection = self._ntlm_connection(request)
-            if connection is not None and connection.user is not None:
-                return connection.user  # IIS: an NTLM-authenticated keep-alive connection
-            return _unauthorized(self.config, request)
+            user = self.ntlm.connection_user(request) if self.ntlm is not None else None
+            return _unauthorized(self.config, request) if user is None else user
         if self.config.basic_enabled and scheme == "basic":
             return self._basic(request, param)
         if self.config.bearer_enabled and scheme == "bearer":
@@ -292,73 +189,11 @@ class _Authenticator:
         return _unauthorized(self.config, request)
 
     def _bearer(self, request: web.Request, token: str) -> str | web.Response:
-        store = request.config_dict.get(_TOKEN_STORE)
-        client_id = store.client_for(token) if store is not None and token else None
+        client_id = bearer_client(request, token)
         if client_id is None:
             log.debug("bearer token rejected")
             return _unauthorized(self.config, request, bearer_error=True)
         return client_id
-
-    def _ntlm_connection(self, request: web.Request) -> _NtlmConnection | None:
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return None
-        return self._ntlm.get(transport)
-
-    def _set_ntlm_connection(self, request: web.Request, state: _NtlmConnection) -> None:
-        transport = request.transport
-        if transport is None:
-            return
-        if transport not in self._ntlm:
-            # request.task serves the whole keep-alive connection; it ends when it closes.
-            request.task.add_done_callback(lambda _: self._ntlm.pop(transport, None))
-        self._ntlm[transport] = state
-
-    def _ntlm_step(self, request: web.Request, scheme: str, param: str) -> str | web.Response:
-        """One leg of the connection-oriented NTLM handshake (Negotiate or Authenticate)."""
-        connection = self._ntlm_connection(request)
-        pending = connection.context if connection is not None else None
-        if connection is not None:
-            # Any handshake message ends what the connection had: a handshake in progress, or
-            # its authentication (a new handshake re-authenticates, as on IIS).
-            self._set_ntlm_connection(request, _NtlmConnection())
-        try:
-            token = base64.b64decode(param, validate=True)
-        except (binascii.Error, ValueError):
-            return _unauthorized(self.config, request)
-
-        if token.startswith(_NTLM_NEGOTIATE):
-            try:
-                with _ntlm_user_file(self._ntlm_file):
-                    context = spnego.server(service="HTTP", protocol="ntlm")
-                    challenge = context.step(token)
-            except Exception:  # a malformed token from the client must not become a 500
-                log.debug("NTLM negotiate message rejected", exc_info=True)
-                return _unauthorized(self.config, request)
-            self._set_ntlm_connection(request, _NtlmConnection(context=context))
-            # IIS answers in the scheme the client used, with only the Challenge message.
-            response_scheme = "Negotiate" if scheme == "negotiate" else "NTLM"
-            encoded = base64.b64encode(challenge or b"").decode()
-            return web.Response(
-                status=401, headers={"WWW-Authenticate": f"{response_scheme} {encoded}"}
-            )
-
-        if token.startswith(_NTLM_AUTHENTICATE) and pending is not None:
-            try:
-                with _ntlm_user_file(self._ntlm_file):
-                    pending.step(token)
-            except Exception:  # wrong password, unknown user, malformed message
-                log.debug("NTLM authenticate message rejected", exc_info=True)
-                return _unauthorized(self.config, request)
-            user = self._known_user(pending.client_principal or "") if pending.complete else None
-            if user is None:
-                return _unauthorized(self.config, request)
-            self._set_ntlm_connection(request, _NtlmConnection(user=user))
-            return user
-
-        # An Authenticate message without a handshake on this connection, or a token that is
-        # not raw NTLM (e.g. a Kerberos SPNEGO token under "Negotiate").
-        return _unauthorized(self.config, request)
 
 
 def auth_middleware(config: AuthConfig) -> Middleware:
@@ -373,97 +208,10 @@ def auth_middleware(config: AuthConfig) -> Middleware:
 # --- the token endpoint ---------------------------------------------------------------------
 
 
-def _token_error(status: int, error: str, code: int, description: str) -> web.Response:
-    """An error body shaped like Microsoft Entra ID's token endpoint errors."""
-    trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
-    timestamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    body: dict[str, Any] = {
-        "error": error,
-        "error_description": (
-            f"AADSTS{code}: {description} Trace ID: {trace_id} "
-            f"Correlation ID: {correlation_id} Timestamp: {timestamp}"
-        ),
-        "error_codes": [code],
-        "timestamp": timestamp,
-        "trace_id": trace_id,
-        "correlation_id": correlation_id,
-    }
-    return web.json_response(body, status=status)
-
-
-def _missing(name: str) -> web.Response:
-    return _token_error(
-        400,
-        "invalid_request",
-        900144,
-        f"The request body must contain the following parameter: '{name}'.",
-    )
-
-
 def add_token_route(app: web.Application, config: AuthConfig) -> None:
-    """Add ``POST /{tenant}/oauth2/v2.0/token`` (client-credentials grant) to ``app``.
+    """Add ``POST /{tenant}/oauth2/v2.0/token`` (client-credentials grant; oauth.py) to ``app``.
 
     Issued tokens are accepted as bearer tokens by ``auth_middleware`` on the same app (or its
     sub-apps) until ``config.token_lifetime_seconds`` have passed.
     """
-    store = _TokenStore(config.token_lifetime_seconds)
-    app[_TOKEN_STORE] = store
-
-    async def token(request: web.Request) -> web.Response:
-        form = await request.post()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        grant_type = fields.get("grant_type", "")
-        client_id = fields.get("client_id", "")
-        client_secret = fields.get("client_secret", "")
-        scope = fields.get("scope", "")
-        tenant = request.match_info["tenant"]
-        if not grant_type:
-            return _missing("grant_type")
-        if grant_type != "client_credentials":
-            return _token_error(
-                400,
-                "unsupported_grant_type",
-                70003,
-                "The app requested an unsupported grant type "
-                f"'{grant_type}'; this endpoint supports client_credentials only.",
-            )
-        if not client_id:
-            return _missing("client_id")
-        if client_id not in config.users:
-            return _token_error(
-                400,
-                "unauthorized_client",
-                700016,
-                f"Application with identifier '{client_id}' was not found in the directory "
-                f"'{tenant}'.",
-            )
-        if not client_secret:
-            return _token_error(
-                401,
-                "invalid_client",
-                7000218,
-                "The request body must contain the following parameter: 'client_assertion' or "
-                "'client_secret'.",
-            )
-        if not hmac.compare_digest(config.users[client_id].encode(), client_secret.encode()):
-            return _token_error(401, "invalid_client", 7000215, "Invalid client secret provided.")
-        if not scope:
-            return _missing("scope")
-        if not all(s.endswith("/.default") for s in scope.split()):
-            return _token_error(
-                400,
-                "invalid_scope",
-                1002012,
-                f"The provided value for scope {scope} is not valid. Client credential flows "
-                "must have a scope value with /.default suffixed to the resource identifier.",
-            )
-        return web.json_response(
-            {
-                "token_type": "Bearer",
-                "expires_in": config.token_lifetime_seconds,
-                "ext_expires_in": config.token_lifetime_seconds,
-                "access_token": store.issue(client_id),
-            }
-        )
-
-    app.router.add_post("/{tenant}/oauth2/v2.0/token", token)
+    add_token_endpoint(app, config.users, config.token_lifetime_seconds)

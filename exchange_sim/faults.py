@@ -1,9 +1,16 @@
-"""Injected faults, set through the /_sim/ side channel or the Simulator API."""
+"""Injected faults: what is armed, set through the /_sim/ side channel or the Simulator API.
+
+Request-level faults (latency, ErrorServerBusy, the connection limit) are applied by the
+faults middleware (middleware.py); per-item failures by MoveItem/CopyItem/DeleteItem.
+"""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+DEFAULT_BACK_OFF_MS = 1500
 
 
 @dataclass
@@ -12,10 +19,23 @@ class ItemFailure:
     remaining: int | None  # None: fail every time
 
 
+@dataclass(frozen=True)
+class FaultStatus:
+    """What is armed at one moment (tests assert on it; GET /_sim/faults returns it)."""
+
+    busy_remaining: int
+    busy_back_off_ms: int
+    latency_min_ms: float
+    latency_max_ms: float
+    max_connections: int | None
+    # op -> ids of the items that still fail it; ops with none left are absent.
+    item_failures: Mapping[str, tuple[str, ...]]
+
+
 @dataclass
 class Faults:
     busy_remaining: int = 0  # next N EWS requests get ErrorServerBusy
-    busy_back_off_ms: int = 1500
+    busy_back_off_ms: int = DEFAULT_BACK_OFF_MS
     latency_min_ms: float = 0.0
     latency_max_ms: float = 0.0
     max_connections: int | None = None  # ErrorExceededConnectionCount beyond this
@@ -24,10 +44,29 @@ class Faults:
 
     def reset(self) -> None:
         self.busy_remaining = 0
-        self.busy_back_off_ms = 1500
+        self.busy_back_off_ms = DEFAULT_BACK_OFF_MS
         self.latency_min_ms = self.latency_max_ms = 0.0
         self.max_connections = None
         self.item_failures.clear()
+
+    def set_busy(self, count: int, back_off_ms: int = DEFAULT_BACK_OFF_MS) -> None:
+        self.busy_remaining = count
+        self.busy_back_off_ms = back_off_ms
+
+    def set_latency(self, min_ms: float, max_ms: float | None = None) -> None:
+        """A fixed latency (`max_ms` None) or one drawn uniformly from [min_ms, max_ms]."""
+        self.latency_min_ms = min_ms
+        self.latency_max_ms = min_ms if max_ms is None else max_ms
+
+    def status(self) -> FaultStatus:
+        return FaultStatus(
+            busy_remaining=self.busy_remaining,
+            busy_back_off_ms=self.busy_back_off_ms,
+            latency_min_ms=self.latency_min_ms,
+            latency_max_ms=self.latency_max_ms,
+            max_connections=self.max_connections,
+            item_failures={op: tuple(t) for op, t in self.item_failures.items() if t},
+        )
 
     def take_busy(self) -> int | None:
         """The back-off (ms) if this request is to be refused as busy."""

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exchange_sim.mime import Address
+from exchange_sim.model import Folder, Item
 from exchange_sim.soapxml import esc, xml_datetime
-from exchange_sim.store import Folder, Item
 
 ITEM_CLASS = "IPM.Note"
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from lxml import etree
 
+from exchange_sim.model import Folder, Item, StoreError
 from exchange_sim.soapxml import T_NS
-from exchange_sim.store import Folder, Item, StoreError
 
 T = "{" + T_NS + "}"
 

@@ -3,61 +3,42 @@
 POST /_sim/deliver?mailbox=A&folder=PATH        body: raw RFC 5322 message
 GET  /_sim/items?mailbox=A&folder=PATH          folder contents
 POST /_sim/folders?path=PATH[&mailbox=A]        create a folder path ("public:/..." for public)
-GET  /_sim/state                                counters
+GET  /_sim/state                                counters (SimSnapshot)
+GET  /_sim/faults                               what is armed (FaultStatus)
 POST /_sim/faults/busy?count=N&back_off_ms=MS
 POST /_sim/faults/latency?ms=MS | ?min_ms=A&max_ms=B
 POST /_sim/faults/drop-streams
 POST /_sim/faults/expire-subscriptions?code=ErrorSubscriptionNotFound[&id=..]
      (code: ErrorSubscriptionNotFound or ErrorInvalidSubscription; no id: all)
+POST /_sim/faults/lose-events                   forget every buffered notification event
 POST /_sim/faults/max-connections?limit=N       (absent: off; 0 refuses every request)
 POST /_sim/faults/fail-items?id=..[&id=..]&op=MoveItem[&op=DeleteItem][&times=K][&code=C]
 POST /_sim/faults/reset
 
 A PATH is relative to "Top of Information Store" ("Email Logging/Queue", "Inbox");
-"public:/Queue" names a public folder.
+"public:/Queue" names a public folder. Each route does what the `Simulator` method of the
+same name does, on the same `SimState`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
 from aiohttp import web
 
-from exchange_sim.faults import Faults
-from exchange_sim.store import Folder, Store, StoreError
+from exchange_sim.model import StoreError
+from exchange_sim.state import STATE, SimState, item_summary
 
 ITEM_FAULT_OPS = ("MoveItem", "DeleteItem", "CopyItem")
 SUBSCRIPTION_CODES = ("ErrorSubscriptionNotFound", "ErrorInvalidSubscription")
 
 
-def _state(request: web.Request) -> Any:
-    from exchange_sim.app import STATE
-
+def _state(request: web.Request) -> SimState:
     return request.app[STATE]
 
 
 def _bad(text: str, status: int = 400) -> web.Response:
     return web.json_response({"error": text}, status=status)
-
-
-def resolve_folder(store: Store, mailbox: str | None, path: str) -> Folder:
-    if path.startswith("public:"):
-        return store.find_path(path[len("public:") :], None)
-    if not mailbox:
-        raise StoreError("ErrorNonExistentMailbox", "mailbox is required for mailbox folders")
-    return store.find_path(path, store.mailbox(mailbox))
-
-
-def item_summary(item: Any) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "changekey": item.changekey,
-        "message_id": item.props.message_id,
-        "subject": item.props.subject,
-        "is_draft": item.is_draft,
-        "received": item.received.isoformat(),
-        "size": len(item.raw),
-    }
 
 
 def _int(request: web.Request, name: str, default: int | None) -> int | None:
@@ -84,9 +65,7 @@ async def deliver(request: web.Request) -> web.Response:
     state = _state(request)
     raw = await request.read()
     try:
-        folder = resolve_folder(
-            state.store, request.query.get("mailbox"), request.query.get("folder", "Inbox")
-        )
+        folder = state.folder(request.query.get("mailbox"), request.query.get("folder", "Inbox"))
     except StoreError as e:
         return _bad(e.text, 404)
     item = state.store.deliver(folder, raw)
@@ -98,14 +77,11 @@ async def deliver(request: web.Request) -> web.Response:
 async def list_items(request: web.Request) -> web.Response:
     state = _state(request)
     try:
-        folder = resolve_folder(
-            state.store, request.query.get("mailbox"), request.query.get("folder", "Inbox")
-        )
+        folder = state.folder(request.query.get("mailbox"), request.query.get("folder", "Inbox"))
     except StoreError as e:
         return _bad(e.text, 404)
-    return web.json_response(
-        {"folder_id": folder.id, "items": [item_summary(i) for i in folder.items.values()]}
-    )
+    items = [item_summary(item) for item in folder.items.values()]
+    return web.json_response({"folder_id": folder.id, "items": items})
 
 
 async def create_folders(request: web.Request) -> web.Response:
@@ -121,33 +97,26 @@ async def create_folders(request: web.Request) -> web.Response:
 
 
 async def sim_state(request: web.Request) -> web.Response:
-    state = _state(request)
-    return web.json_response(
-        {
-            "mailboxes": [m.address for m in state.store.mailboxes.values()],
-            "items": len(state.store.items),
-            "subscriptions": len(state.subscriptions.active),
-            "open_streams": len(state.streams.open),
-            "in_flight": state.in_flight,
-            "requests_served": state.requests_served,
-        }
-    )
+    return web.json_response(dataclasses.asdict(_state(request).snapshot()))
+
+
+async def fault_status(request: web.Request) -> web.Response:
+    return web.json_response(dataclasses.asdict(_state(request).faults.status()))
 
 
 async def fault_busy(request: web.Request) -> web.Response:
-    faults: Faults = _state(request).faults
-    faults.busy_remaining = _int(request, "count", 1) or 0
-    faults.busy_back_off_ms = _int(request, "back_off_ms", 1500) or 0
+    faults = _state(request).faults
+    faults.set_busy(_int(request, "count", 1) or 0, _int(request, "back_off_ms", 1500) or 0)
     return web.json_response({"busy_remaining": faults.busy_remaining})
 
 
 async def fault_latency(request: web.Request) -> web.Response:
-    faults: Faults = _state(request).faults
+    faults = _state(request).faults
     if "ms" in request.query:
-        faults.latency_min_ms = faults.latency_max_ms = _float(request, "ms", 0.0)
+        faults.set_latency(_float(request, "ms", 0.0))
     else:
-        faults.latency_min_ms = _float(request, "min_ms", 0.0)
-        faults.latency_max_ms = _float(request, "max_ms", faults.latency_min_ms)
+        min_ms = _float(request, "min_ms", 0.0)
+        faults.set_latency(min_ms, _float(request, "max_ms", min_ms))
     return web.json_response({"min_ms": faults.latency_min_ms, "max_ms": faults.latency_max_ms})
 
 
@@ -164,8 +133,12 @@ async def fault_expire_subscriptions(request: web.Request) -> web.Response:
     return web.json_response({"expired": expired})
 
 
+async def fault_lose_events(request: web.Request) -> web.Response:
+    return web.json_response({"lost": _state(request).subscriptions.lose_events()})
+
+
 async def fault_max_connections(request: web.Request) -> web.Response:
-    faults: Faults = _state(request).faults
+    faults = _state(request).faults
     faults.max_connections = _int(request, "limit", None)
     return web.json_response({"max_connections": faults.max_connections})
 
@@ -193,10 +166,12 @@ def add_sideband_routes(app: web.Application) -> None:
     app.router.add_get("/_sim/items", list_items)
     app.router.add_post("/_sim/folders", create_folders)
     app.router.add_get("/_sim/state", sim_state)
+    app.router.add_get("/_sim/faults", fault_status)
     app.router.add_post("/_sim/faults/busy", fault_busy)
     app.router.add_post("/_sim/faults/latency", fault_latency)
     app.router.add_post("/_sim/faults/drop-streams", fault_drop_streams)
     app.router.add_post("/_sim/faults/expire-subscriptions", fault_expire_subscriptions)
+    app.router.add_post("/_sim/faults/lose-events", fault_lose_events)
     app.router.add_post("/_sim/faults/max-connections", fault_max_connections)
     app.router.add_post("/_sim/faults/fail-items", fault_fail_items)
     app.router.add_post("/_sim/faults/reset", fault_reset)

@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 import requests
 
+from exchange_sim.store import Store
+
 ENVELOPE = (
     '<?xml version="1.0" encoding="utf-8"?>'
     '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
@@ -146,8 +148,6 @@ def http_benchmark(items: int, batch: int) -> None:
 
 
 def memory_check(count: int) -> None:
-    from exchange_sim.store import Store
-
     gc.collect()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     store = Store()

@@ -17,9 +17,9 @@ from aiohttp import web
 from lxml import etree
 
 from exchange_sim import soapxml as sx
+from exchange_sim.model import StoreError
 from exchange_sim.ops.common import Ctx, M, RequestError, T, int_value
 from exchange_sim.ops.notify import MAX_EVENTS_PER_NOTIFICATION, event_xml
-from exchange_sim.store import StoreError
 from exchange_sim.subscriptions import Subscription
 
 OP = "GetStreamingEvents"

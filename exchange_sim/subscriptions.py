@@ -14,7 +14,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-from exchange_sim.store import Event, Mailbox, StoreError
+from exchange_sim.model import Event, Mailbox, StoreError
 
 EVENT_TYPES = frozenset(
     {
@@ -149,3 +149,12 @@ class Subscriptions:
             for waiter in sub.waiters:
                 waiter.set()
         return targets
+
+    def lose_events(self) -> int:
+        """Forget every buffered event, as a server that loses notifications does (the
+        subscriptions stay valid); how many were lost."""
+        lost = 0
+        for sub in self.active.values():
+            lost += len(sub.events)
+            sub.events.clear()
+        return lost

@@ -1,202 +1,253 @@
-"""One frozen `Settings`, built once from the environment (12-factor).
+"""One frozen `Settings`, built once from the environment (12-factor), in typed groups.
 
-Every variable is `EMAILLOG_*`. Secrets may come from `*_FILE` (a mounted Secret).
-Every limit carries its unit in its name. `Settings.from_env()` reports every problem at
-once as a `ConfigError`, never a traceback. The README's configuration reference lists
-every variable declared here (a test checks that).
+    Settings
+    ├── database   DatabaseSettings   where PostgreSQL is, the pool
+    ├── rules      RuleSettings       what changes decisions (Cc, never-log list, template)
+    ├── source     SourceSettings     queue/storage folders and disposal (any source)
+    │   └── ews    EwsSettings        the EWS endpoint, mailbox, auth, stream
+    ├── limits     PipelineLimits     batch sizes, queues, in-flight cap, retries, intervals
+    ├── http       HttpSettings       /metrics, /livez, /readyz
+    └── log        LogSettings        level and format
+
+Every field declares its variable (`EMAILLOG_*`), default, parser and meaning in one
+place. Values are parsed into types here (the types and parsers are in `config_values`)
+and never again: folder paths (`FolderPath`,
+mailbox or `public:`), the disposal mode (`DisposalSetting`), the auth kind (`EwsAuth`).
+Secrets may come from `<VARIABLE>_FILE` (a mounted Secret). Every limit carries its unit
+in its name. `Settings.from_env()` reports every problem at once as a `ConfigError`, never
+a traceback. The README lists every variable declared here (a test checks that).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.config_values import (
+    DisposalSetting,
+    EwsAuth,
+    FolderPath,
+    LogFormat,
+    as_text,
+    choice,
+    ews_version,
+    int_in,
+    log_level,
+    non_negative_float,
+    parse_bool,
+    parse_csv,
+    positive_float,
+    positive_int,
+)
 from pipeline.errors import ConfigError
+from pipeline.model import Disposal
+
+__all__ = ["DisposalSetting", "EwsAuth", "FolderPath", "LogFormat", "Settings", "as_text"]
 
 PREFIX = "EMAILLOG_"
-AUTH_TYPES = ("basic", "ntlm", "oauth2", "none")
+#: Variables that may be read from a file named by `<VARIABLE>_FILE` (lowercase suffixes).
 SECRET_FIELDS = frozenset({"database_url", "ews_password", "ews_client_secret"})
 
 
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true/false, got {raw!r}")
+def setting(variable: str, default: Any, parse: Callable[[str], Any] = str, doc: str = "") -> Any:
+    """Declare one setting: its variable (without the prefix), default, parser and meaning."""
+    return field(
+        default=default, metadata={"variable": PREFIX + variable, "parse": parse, "doc": doc}
+    )
 
 
-def _csv(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
+def group(kind: type[Any]) -> Any:
+    """Declare a group of settings (a frozen dataclass of `setting`s or groups)."""
+    return field(default_factory=kind, metadata={"group": kind})
 
 
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise ValueError(f"must be >= 1, got {value}")
-    return value
+# --- the groups ---
 
 
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if value <= 0:
-        raise ValueError(f"must be > 0, got {value}")
-    return value
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = setting("DATABASE_URL", "", doc="PostgreSQL URL; empty starts an embedded server")
+    data_dir: Path = setting(
+        "DATA_DIR", Path(".emaillog"), Path, "where the embedded PostgreSQL keeps data"
+    )
+    pool_connections: int = setting("DB_POOL_CONNECTIONS", 4, positive_int, "asyncpg pool size")
+    connect_timeout_seconds: float = setting(
+        "DB_CONNECT_TIMEOUT_SECONDS",
+        10.0,
+        positive_float,
+        "how long to wait for PostgreSQL to answer a connection",
+    )
 
 
-def _non_negative_float(raw: str) -> float:
-    value = float(raw)
-    if value < 0:
-        raise ValueError(f"must be >= 0, got {value}")
-    return value
+@dataclass(frozen=True)
+class RuleSettings:
+    include_cc: bool = setting(
+        "INCLUDE_CC", False, parse_bool, "consider Cc recipients too (BC); To only (NAV)"
+    )
+    never_log: tuple[str, ...] = setting(
+        "NEVER_LOG",
+        (),
+        parse_csv,
+        "comma-separated addresses and domains (example.com or @example.com) never logged",
+    )
+    email_template_code: str = setting(
+        "EMAIL_TEMPLATE_CODE", "EMAIL", doc="interaction template code for e-mails"
+    )
 
 
-def _port(raw: str) -> int:
-    value = int(raw)
-    if not 0 <= value <= 65535:
-        raise ValueError(f"must be a TCP port 0-65535, got {value}")
-    return value
+@dataclass(frozen=True)
+class EwsSettings:
+    url: str = setting("EWS_URL", "", doc="EWS endpoint, https://host/EWS/Exchange.asmx")
+    mailbox: str = setting("EWS_MAILBOX", "", doc="SMTP address of the mailbox holding the queue")
+    auth: EwsAuth = setting("EWS_AUTH", EwsAuth.NTLM, choice(EwsAuth), "basic, ntlm, oauth2, none")
+    username: str = setting("EWS_USERNAME", "", doc="DOMAIN\\user or UPN for basic/ntlm")
+    password: str = setting("EWS_PASSWORD", "", doc="password for basic/ntlm (or ..._FILE)")
+    client_id: str = setting("EWS_CLIENT_ID", "", doc="OAuth2 application (client) id")
+    client_secret: str = setting("EWS_CLIENT_SECRET", "", doc="OAuth2 client secret (or ..._FILE)")
+    tenant_id: str = setting("EWS_TENANT_ID", "", doc="OAuth2 tenant id")
+    token_url: str = setting("EWS_TOKEN_URL", "", doc="override of the OAuth2 token URL (tests)")
+    version: str = setting("EWS_VERSION", "15.1", ews_version, "Exchange build (skips probing)")
+    timeout_seconds: float = setting(
+        "EWS_TIMEOUT_SECONDS", 120.0, positive_float, "HTTP timeout per EWS request"
+    )
+    verify_tls: bool = setting(
+        "EWS_VERIFY_TLS", True, parse_bool, "verify the server's certificate"
+    )
+    stream_timeout_minutes: int = setting(
+        "STREAM_TIMEOUT_MINUTES", 30, int_in(1, 30), "GetStreamingEvents timeout, 1-30"
+    )
+    worker_threads: int = setting(
+        "EWS_WORKER_THREADS", 4, positive_int, "threads for exchangelib calls"
+    )
 
 
-def setting(default: Any, parse: Callable[[str], Any] = str, doc: str = "") -> Any:
-    """Declare one setting: its default, how to parse the variable, and what it means."""
-    return field(default=default, metadata={"parse": parse, "doc": doc})
+@dataclass(frozen=True)
+class SourceSettings:
+    queue_folder: FolderPath = setting(
+        "QUEUE_FOLDER",
+        FolderPath(False, ("Email Logging", "Queue")),
+        FolderPath.parse,
+        "queue folder path; public:/... for a public folder",
+    )
+    storage_folder: FolderPath = setting(
+        "STORAGE_FOLDER",
+        FolderPath(False, ("Email Logging", "Storage")),
+        FolderPath.parse,
+        "storage folder path",
+    )
+    disposal: DisposalSetting = setting(
+        "DISPOSAL",
+        DisposalSetting(),
+        DisposalSetting.parse,
+        "delete, trash or move:<folder> for non-logged mail",
+    )
+    ews: EwsSettings = group(EwsSettings)
+
+
+@dataclass(frozen=True)
+class PipelineLimits:
+    fetch_batch_messages: int = setting(
+        "FETCH_BATCH_MESSAGES", 50, positive_int, "item ids per GetItem request"
+    )
+    move_batch_messages: int = setting(
+        "MOVE_BATCH_MESSAGES", 50, positive_int, "item ids per MoveItem/DeleteItem"
+    )
+    store_batch_messages: int = setting(
+        "STORE_BATCH_MESSAGES", 50, positive_int, "messages per database transaction"
+    )
+    batch_wait_ms: float = setting(
+        "BATCH_WAIT_MS", 20.0, non_negative_float, "max wait to fill a micro-batch"
+    )
+    stage_queue_messages: int = setting(
+        "STAGE_QUEUE_MESSAGES", 200, positive_int, "capacity of each inter-stage queue"
+    )
+    max_in_flight_messages: int = setting(
+        "MAX_IN_FLIGHT_MESSAGES", 500, positive_int, "messages between intake and disposal"
+    )
+    retry_max_attempts: int = setting(
+        "RETRY_MAX_ATTEMPTS", 5, positive_int, "attempts before a message is failed"
+    )
+    retry_max_wait_seconds: float = setting(
+        "RETRY_MAX_WAIT_SECONDS", 60.0, positive_float, "longest back-off between tries"
+    )
+    reconcile_interval_seconds: float = setting(
+        "RECONCILE_INTERVAL_SECONDS", 60.0, positive_float, "reconciler period"
+    )
+    catch_up_interval_seconds: float = setting(
+        "CATCH_UP_INTERVAL_SECONDS", 300.0, positive_float, "safety re-sync period"
+    )
+    drain_timeout_seconds: float = setting(
+        "DRAIN_TIMEOUT_SECONDS", 20.0, positive_float, "SIGTERM drain budget"
+    )
+    backlog_poll_seconds: float = setting(
+        "BACKLOG_POLL_SECONDS",
+        15.0,
+        positive_float,
+        "how often the queue folder's item count is read",
+    )
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    host: str = setting("HTTP_HOST", "0.0.0.0", doc="address for /metrics, /livez, /readyz")
+    port: int = setting("HTTP_PORT", 8080, int_in(0, 65535), "port for /metrics, /livez, /readyz")
+    ready_timeout_seconds: float = setting(
+        "READY_TIMEOUT_SECONDS",
+        2.0,
+        positive_float,
+        "how long /readyz waits for the database to answer",
+    )
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = setting("LOG_LEVEL", "INFO", log_level, "DEBUG, INFO, WARNING, ERROR")
+    format: LogFormat = setting("LOG_FORMAT", LogFormat.JSON, choice(LogFormat), "json or text")
 
 
 @dataclass(frozen=True)
 class Settings:
-    # --- database ---
-    database_url: str = setting("", doc="PostgreSQL URL; empty starts an embedded server")
-    data_dir: Path = setting(Path(".emaillog"), Path, "where the embedded PostgreSQL keeps data")
-    db_pool_connections: int = setting(4, _positive_int, "asyncpg pool size")
-    db_connect_timeout_seconds: float = setting(
-        10.0, _positive_float, "how long to wait for PostgreSQL to answer a connection"
-    )
-
-    # --- rules ---
-    include_cc: bool = setting(False, _bool, "consider Cc recipients too (BC); To only (NAV)")
-    never_log: tuple[str, ...] = setting(
-        (), _csv, "comma-separated addresses and domains (example.com or @example.com) never logged"
-    )
-    email_template_code: str = setting("EMAIL", doc="interaction template code for e-mails")
-
-    # --- EWS source ---
-    ews_url: str = setting("", doc="EWS endpoint, https://host/EWS/Exchange.asmx")
-    ews_mailbox: str = setting("", doc="SMTP address of the mailbox holding the queue")
-    ews_auth: str = setting("ntlm", doc="basic, ntlm, oauth2 or none")
-    ews_username: str = setting("", doc="DOMAIN\\user or UPN for basic/ntlm")
-    ews_password: str = setting("", doc="password for basic/ntlm (or EMAILLOG_EWS_PASSWORD_FILE)")
-    ews_client_id: str = setting("", doc="OAuth2 application (client) id")
-    ews_client_secret: str = setting("", doc="OAuth2 client secret (or ..._FILE)")
-    ews_tenant_id: str = setting("", doc="OAuth2 tenant id")
-    ews_token_url: str = setting("", doc="override of the OAuth2 token URL (tests)")
-    ews_version: str = setting("15.1", doc="Exchange build to assume (skips probing)")
-    ews_timeout_seconds: float = setting(120.0, _positive_float, "HTTP timeout per EWS request")
-    ews_verify_tls: bool = setting(True, _bool, "verify the server's TLS certificate")
-    queue_folder: str = setting("Email Logging/Queue", doc="queue folder path; public:/... for PF")
-    storage_folder: str = setting("Email Logging/Storage", doc="storage folder path")
-    disposal: str = setting("delete", doc="delete, trash or move:<folder> for non-logged mail")
-    stream_timeout_minutes: int = setting(30, _positive_int, "GetStreamingEvents timeout, 1-30")
-
-    # --- pipeline limits ---
-    ews_worker_threads: int = setting(4, _positive_int, "threads for exchangelib calls")
-    fetch_batch_messages: int = setting(50, _positive_int, "item ids per GetItem request")
-    move_batch_messages: int = setting(50, _positive_int, "item ids per MoveItem/DeleteItem")
-    store_batch_messages: int = setting(50, _positive_int, "messages per database transaction")
-    batch_wait_ms: float = setting(20.0, _non_negative_float, "max wait to fill a micro-batch")
-    stage_queue_messages: int = setting(200, _positive_int, "capacity of each inter-stage queue")
-    max_in_flight_messages: int = setting(
-        500, _positive_int, "messages between intake and disposal"
-    )
-    retry_max_attempts: int = setting(5, _positive_int, "attempts before a message is failed")
-    retry_max_wait_seconds: float = setting(60.0, _positive_float, "longest back-off between tries")
-    reconcile_interval_seconds: float = setting(60.0, _positive_float, "reconciler period")
-    catch_up_interval_seconds: float = setting(300.0, _positive_float, "safety re-sync period")
-    drain_timeout_seconds: float = setting(20.0, _positive_float, "SIGTERM drain budget")
-    backlog_poll_seconds: float = setting(
-        15.0, _positive_float, "how often the queue folder's item count is read"
-    )
-    ready_timeout_seconds: float = setting(
-        2.0, _positive_float, "how long /readyz waits for the database to answer"
-    )
-
-    # --- HTTP and logging ---
-    http_host: str = setting("0.0.0.0", doc="address for /metrics, /livez, /readyz")
-    http_port: int = setting(8080, _port, "port for /metrics, /livez, /readyz")
-    log_level: str = setting("INFO", doc="DEBUG, INFO, WARNING, ERROR")
-    log_format: str = setting("json", doc="json or text")
+    database: DatabaseSettings = group(DatabaseSettings)
+    rules: RuleSettings = group(RuleSettings)
+    source: SourceSettings = group(SourceSettings)
+    limits: PipelineLimits = group(PipelineLimits)
+    http: HttpSettings = group(HttpSettings)
+    log: LogSettings = group(LogSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `environ` (default `os.environ`); raise one ConfigError for all."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
         problems: list[str] = []
-        for f in fields(cls):
-            var = PREFIX + f.name.upper()
-            raw = env.get(var)
-            file_var = var + "_FILE"
-            if f.name in SECRET_FIELDS and env.get(file_var):
-                try:
-                    raw = Path(env[file_var]).read_text().strip()
-                except OSError as exc:
-                    problems.append(f"{file_var}: cannot read {env[file_var]!r}: {exc.strerror}")
-                    continue
-            if raw is None:
-                continue
-            try:
-                values[f.name] = f.metadata["parse"](raw)
-            except ValueError as exc:
-                problems.append(f"{var}: {exc}")
+        settings: Settings = _build(cls, env, problems)
         if problems:
             raise ConfigError(problems)
-        settings = cls(**values)
-        settings.check_common()
         return settings
 
-    def check_common(self) -> None:
-        """Checks every command needs; `check_service()` adds what `emaillog run` needs."""
-        problems: list[str] = []
-        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            problems.append(f"EMAILLOG_LOG_LEVEL: unknown level {self.log_level!r}")
-        if self.log_format not in ("json", "text"):
-            problems.append(f"EMAILLOG_LOG_FORMAT: expected json or text, got {self.log_format!r}")
-        if problems:
-            raise ConfigError(problems)
-
     def check_service(self) -> None:
-        """Everything `emaillog run` needs to talk to Exchange, one problem per line."""
+        """What `emaillog run` needs beyond valid values, one problem per line."""
+        ews, source = self.source.ews, self.source
         problems: list[str] = []
-        if not self.ews_url:
+        if not ews.url:
             problems.append("EMAILLOG_EWS_URL: required (https://host/EWS/Exchange.asmx)")
-        if not self.ews_mailbox:
+        if not ews.mailbox:
             problems.append("EMAILLOG_EWS_MAILBOX: required (SMTP address of the queue mailbox)")
-        if self.ews_auth not in AUTH_TYPES:
-            problems.append(f"EMAILLOG_EWS_AUTH: expected one of {', '.join(AUTH_TYPES)}")
-        if self.ews_auth in ("basic", "ntlm") and not (self.ews_username and self.ews_password):
+        if ews.auth in (EwsAuth.BASIC, EwsAuth.NTLM) and not (ews.username and ews.password):
             problems.append(
                 "EMAILLOG_EWS_USERNAME and EMAILLOG_EWS_PASSWORD(_FILE): required for "
-                f"{self.ews_auth} auth"
+                f"{ews.auth} auth"
             )
-        if self.ews_auth == "oauth2" and not (
-            self.ews_client_id and self.ews_client_secret and self.ews_tenant_id
+        if ews.auth is EwsAuth.OAUTH2 and not (
+            ews.client_id and ews.client_secret and ews.tenant_id
         ):
             problems.append(
                 "EMAILLOG_EWS_CLIENT_ID, EMAILLOG_EWS_CLIENT_SECRET(_FILE) and "
                 "EMAILLOG_EWS_TENANT_ID: required for oauth2 auth"
             )
-        if not 1 <= self.stream_timeout_minutes <= 30:
-            problems.append("EMAILLOG_STREAM_TIMEOUT_MINUTES: must be 1-30 (an EWS limit)")
-        if not (
-            self.disposal in ("delete", "trash")
-            or (self.disposal.startswith("move:") and self.disposal[5:].strip())
-        ):
-            problems.append("EMAILLOG_DISPOSAL: expected delete, trash or move:<folder>")
-        if self.disposal == "trash" and self.queue_folder.startswith("public:"):
+        if source.disposal.how is Disposal.TRASH and source.queue_folder.public:
             problems.append("EMAILLOG_DISPOSAL: trash is not possible for a public-folder queue")
         if problems:
             raise ConfigError(problems)
@@ -204,14 +255,58 @@ class Settings:
     def redacted(self) -> dict[str, Any]:
         """The effective configuration for the start-up log, secrets replaced."""
         out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in SECRET_FIELDS and value:
-                value = "***"
-            out[PREFIX + f.name.upper()] = str(value) if isinstance(value, Path) else value
+        for variable, value, _ in _walk(self):
+            secret = variable.removeprefix(PREFIX).lower() in SECRET_FIELDS
+            if secret and value:
+                out[variable] = "***"
+            else:
+                out[variable] = value if isinstance(value, bool | int | float) else str(value)
         return out
+
+    def environment(self) -> dict[str, str]:
+        """The variables that reproduce these settings (to start another process with)."""
+        return {variable: as_text(value) for variable, value, _ in _walk(self)}
 
     @staticmethod
     def variables() -> dict[str, str]:
         """Every variable name with its one-line meaning (for docs and the README check)."""
-        return {PREFIX + f.name.upper(): str(f.metadata["doc"]) for f in fields(Settings)}
+        return {variable: doc for variable, _, doc in _walk(Settings())}
+
+
+def _build(kind: type[Any], env: Mapping[str, str], problems: list[str]) -> Any:
+    """One group (or the whole Settings) from `env`, appending each problem found."""
+    values: dict[str, Any] = {}
+    for f in fields(kind):
+        if "group" in f.metadata:
+            values[f.name] = _build(f.metadata["group"], env, problems)
+            continue
+        raw = _raw(f.metadata["variable"], env, problems)
+        if raw is None:
+            continue
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except ValueError as exc:
+            problems.append(f"{f.metadata['variable']}: {exc}")
+    return kind(**values)
+
+
+def _raw(variable: str, env: Mapping[str, str], problems: list[str]) -> str | None:
+    """The variable's text, from `<VARIABLE>_FILE` for secrets when that is set."""
+    file_variable = variable + "_FILE"
+    if variable.removeprefix(PREFIX).lower() in SECRET_FIELDS and env.get(file_variable):
+        try:
+            return Path(env[file_variable]).read_text().strip()
+        except OSError as exc:
+            problems.append(f"{file_variable}: cannot read {env[file_variable]!r}: {exc.strerror}")
+            return None
+    return env.get(variable)
+
+
+def _walk(instance: Any) -> Iterator[tuple[str, Any, str]]:
+    """(variable, value, meaning) of every setting in `instance`, groups flattened."""
+    for f in fields(instance):
+        value = getattr(instance, f.name)
+        if "group" in f.metadata and is_dataclass(value):
+            yield from _walk(value)
+        else:
+            yield f.metadata["variable"], value, str(f.metadata["doc"])

@@ -63,3 +63,11 @@ class ItemGone(Permanent):
 
 class FolderNotFound(Permanent):
     """A configured folder path does not exist in the mailbox or public folders."""
+
+
+def describe(exc: BaseException | None) -> str:
+    """One line naming an exception for logs and records: `TypeName: message` (500 chars)."""
+    if exc is None:
+        return ""
+    text = str(exc)
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:500]

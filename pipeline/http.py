@@ -9,15 +9,15 @@ down), 503 otherwise; both bodies are JSON.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pipeline.logs import get_logger
 from pipeline.metrics import Metrics
 
-log = logging.getLogger("emaillog.http")
+log = get_logger(__name__)
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
 

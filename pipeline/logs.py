@@ -13,6 +13,15 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+#: Every logger of the service is named by its module under this root:
+#: `pipeline.sources.ews` logs as `emaillog.sources.ews`.
+ROOT_LOGGER = "emaillog"
+
+
+def get_logger(module: str) -> logging.Logger:
+    """The logger for `module` (pass `__name__`), under the one root `emaillog`."""
+    return logging.getLogger(ROOT_LOGGER + module.removeprefix("pipeline"))
+
 
 class JsonFormatter(logging.Formatter):
     """`{"ts", "level", "logger", "event", ...fields, "exc"?}`, one line per record."""

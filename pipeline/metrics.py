@@ -60,6 +60,12 @@ class Metrics:
         for stage in STAGES:
             self.stage_duration.labels(stage)
             self.retries.labels(stage)
+        self._add_flow_gauges(r)
+        self._add_source_metrics(r)
+        self.build_info = Info("emaillog_build", "Version of the running service.", registry=r)
+        self.build_info.info({"version": __version__, "python": platform.python_version()})
+
+    def _add_flow_gauges(self, r: CollectorRegistry) -> None:
         self.end_to_end = Histogram(
             "emaillog_end_to_end_seconds",
             "From arrival in the queue folder to disposal.",
@@ -79,15 +85,6 @@ class Metrics:
             "EMAILLOG_MAX_IN_FLIGHT_MESSAGES: the most messages between intake and disposal.",
             registry=r,
         )
-        self.source_connected = Gauge(
-            "emaillog_source_connected", "1 while the mail source holds a subscription.", registry=r
-        )
-        self.source_reconnects = Counter(
-            "emaillog_source_reconnects", "Times the source resubscribed.", registry=r
-        )
-        self.throttled = Counter(
-            "emaillog_upstream_throttled", "Times the mail server asked us to back off.", registry=r
-        )
         self.last_disposed = Gauge(
             "emaillog_last_disposed_timestamp_seconds",
             "Unix time the last queue message was disposed of.",
@@ -101,8 +98,17 @@ class Metrics:
             "Half-done claims the reconciler found neither in storage nor in the queue.",
             registry=r,
         )
-        self.build_info = Info("emaillog_build", "Version of the running service.", registry=r)
-        self.build_info.info({"version": __version__, "python": platform.python_version()})
+
+    def _add_source_metrics(self, r: CollectorRegistry) -> None:
+        self.source_connected = Gauge(
+            "emaillog_source_connected", "1 while the mail source holds a subscription.", registry=r
+        )
+        self.source_reconnects = Counter(
+            "emaillog_source_reconnects", "Times the source resubscribed.", registry=r
+        )
+        self.throttled = Counter(
+            "emaillog_upstream_throttled", "Times the mail server asked us to back off.", registry=r
+        )
 
 
 class SourceMetrics:

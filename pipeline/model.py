@@ -20,6 +20,8 @@ MAX_DESCRIPTION_CHARS = 100
 #: A Message-ID longer than this (UTF-8 bytes) is deduplicated by its hash: PostgreSQL cannot
 #: index a btree key over ~2700 bytes, and nobody legitimately writes such an id.
 MAX_MESSAGE_KEY_BYTES = 1000
+#: Hex digits of sha256 kept in disposal_log and logs: enough to trace, too few to be an id.
+MESSAGE_ID_HASH_CHARS = 16
 
 
 def address_key(email: str) -> str:
@@ -43,6 +45,14 @@ class Outcome(enum.StrEnum):
     UNREGISTERED = "unregistered"
     #: Not a rule: the message could not be processed after bounded retries (left in the queue).
     FAILED = "failed"
+
+
+class Disposal(enum.Enum):
+    """How a non-logged message leaves the queue (EMAILLOG_DISPOSAL)."""
+
+    HARD_DELETE = "delete"
+    TRASH = "trash"
+    MOVE = "move"
 
 
 class Sensitivity(enum.StrEnum):
@@ -106,6 +116,17 @@ class Mail:
         return self.message_id
 
 
+def hash_key(message_key: str) -> str:
+    """A short sha256 of a message key: traceable in logs, not reversible to an address."""
+    digest = hashlib.sha256(message_key.encode("utf-8", "surrogatepass")).hexdigest()
+    return digest[:MESSAGE_ID_HASH_CHARS]
+
+
+def message_id_hash(mail: Mail) -> str:
+    """The short hash of the message's dedupe key (what logs and disposal_log carry)."""
+    return hash_key(mail.dedupe_key)
+
+
 @dataclass(frozen=True, slots=True)
 class MailRef:
     """An item in the source's queue folder. `received_at` is when it reached the queue."""
@@ -141,6 +162,25 @@ class Decision:
     @property
     def is_logged(self) -> bool:
         return self.outcome is Outcome.LOGGED
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One classified queue message, as the rules decided it (before rule 3 is applied)."""
+
+    queue_item_id: str
+    mail: Mail
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class Existing:
+    """A stored_message row that already holds a message's key (the journal's answer to
+    "is this message claimed?")."""
+
+    stored_message_id: int
+    state: str  # 'moving' or 'stored'
+    queue_item_id: str | None
 
 
 def content_hash(

@@ -22,20 +22,21 @@ at start, before intake, and then every `reconcile_interval_seconds`.
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 
 import asyncpg
 
+from pipeline.claims import Claim, Recorded
 from pipeline.crashpoints import crash_point
-from pipeline.errors import EmailLogError
-from pipeline.inflight import InFlight
+from pipeline.errors import EmailLogError, describe
+from pipeline.ledger import Ledger
+from pipeline.logs import get_logger
 from pipeline.metrics import Metrics
-from pipeline.model import MailRef, Outcome
+from pipeline.model import Decision, MailRef, Outcome, hash_key
 from pipeline.sources import MailSource, Stored
 from pipeline.store import journal
 
-log = logging.getLogger("emaillog.reconciler")
+log = get_logger(__name__)
 
 #: Rows looked at per pass: a pass stays short; the next pass takes the rest.
 ROWS_PER_PASS = 200
@@ -50,11 +51,11 @@ class Report:
 
 class Reconciler:
     def __init__(
-        self, pool: asyncpg.Pool, source: MailSource, in_flight: InFlight, metrics: Metrics
+        self, pool: asyncpg.Pool, source: MailSource, ledger: Ledger, metrics: Metrics
     ) -> None:
         self._pool = pool
         self._source = source
-        self._in_flight = in_flight
+        self._ledger = ledger
         self._metrics = metrics
         # Count an unresolved row once per process, not once per pass.
         self._reported: set[int] = set()
@@ -71,7 +72,7 @@ class Reconciler:
         except Exception as exc:  # a janitor: never take the service down
             log.warning(
                 "reconcile pass failed; trying again next interval",
-                extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}},
+                extra={"fields": {"error": describe(exc)}},
                 exc_info=not isinstance(exc, EmailLogError),
             )
             return Report()
@@ -84,36 +85,51 @@ class Reconciler:
                 )
         completed = unresolved = 0
         for row in rows:
-            busy = row.queue_item_id is not None and not await self._in_flight.admit(
-                row.queue_item_id
-            )
-            if busy:
-                continue  # the pipeline has it: it will resume the claim itself
-            try:
-                stored = await self._resolve(row)
-                if stored is not None:
-                    crash_point("reconciler_before_record")  # in storage, link not recorded
-                    await self._record(row, stored)
-            finally:
-                if row.queue_item_id is not None:
-                    self._in_flight.release(row.queue_item_id)
-            if stored is not None:
-                completed += 1
-            else:
-                unresolved += 1
-                if row.id not in self._reported:
-                    self._reported.add(row.id)
-                    self._metrics.reconcile_unresolved.inc()
-                    log.warning(
-                        "claimed message found neither in storage nor in the queue",
-                        extra={"fields": {"stored_message_id": row.id}},
-                    )
+            async with self._ledger.hold(row.queue_item_id) as ours:
+                if not ours:
+                    continue  # the pipeline has it: it will resume the claim itself
+                if await self._complete(row):
+                    completed += 1
+                    continue
+            unresolved += 1
+            self._report_unresolved(row)
         if rows:
             log.info(
                 "reconcile pass",
                 extra={"fields": {"completed": completed, "unresolved": unresolved}},
             )
         return Report(completed, unresolved)
+
+    async def _complete(self, row: journal.MovingRow) -> bool:
+        """Find or move the claimed message into storage and record it; False if neither."""
+        stored = await self._resolve(row)
+        if stored is None:
+            return False
+        crash_point("reconciler_before_record")  # in storage, link not recorded
+        hashed = hash_key(row.message_key)
+        link = journal.StorageLink(
+            stored_message_id=row.id,
+            queue_item_id=row.queue_item_id,
+            storage_item_id=stored.item_id,
+            web_link=stored.web_link,
+            rule=RULE_RECONCILED,
+            message_id_hash=hashed,
+        )
+        [new] = await self._ledger.record_stored([link])
+        if new:
+            recorded = Recorded(Decision(Outcome.LOGGED, RULE_RECONCILED), Claim.RESUMED, row.id)
+            self._ledger.finish(None, recorded, hashed)  # the hold releases the slot
+        return True
+
+    def _report_unresolved(self, row: journal.MovingRow) -> None:
+        if row.id in self._reported:
+            return
+        self._reported.add(row.id)
+        self._metrics.reconcile_unresolved.inc()
+        log.warning(
+            "claimed message found neither in storage nor in the queue",
+            extra={"fields": {"stored_message_id": row.id}},
+        )
 
     async def _resolve(self, row: journal.MovingRow) -> Stored | None:
         in_storage = await self._find_in_storage(row)
@@ -127,11 +143,9 @@ class Reconciler:
         for copy in in_queue:
             # Another copy: hold it so the pipeline does not delete it as a duplicate
             # while we move it (a copy the pipeline holds is skipped).
-            if await self._in_flight.admit(copy.item_id):
-                try:
+            async with self._ledger.hold(copy.item_id) as held:
+                if held:
                     return await self._move(copy)
-                finally:
-                    self._in_flight.release(copy.item_id)
         return None
 
     async def _find_in_storage(self, row: journal.MovingRow) -> list[Stored]:
@@ -149,22 +163,7 @@ class Reconciler:
         if isinstance(moved, Exception):
             log.warning(
                 "reconciler could not move a claimed message",
-                extra={"fields": {"error": f"{type(moved).__name__}: {moved}"}},
+                extra={"fields": {"error": describe(moved)}},
             )
             return None
         return moved
-
-    async def _record(self, row: journal.MovingRow, stored: Stored) -> None:
-        link = journal.StorageLink(
-            stored_message_id=row.id,
-            queue_item_id=row.queue_item_id,
-            storage_item_id=stored.item_id,
-            web_link=stored.web_link,
-            rule=RULE_RECONCILED,
-            message_id_hash=journal.hash_key(row.message_key),
-        )
-        with journal.database_errors():
-            async with self._pool.acquire() as conn, conn.transaction():
-                [new] = await journal.mark_stored(conn, mailbox=self._source.mailbox, links=[link])
-        if new:
-            self._metrics.messages.labels(Outcome.LOGGED.value).inc()

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from pipeline.config import Settings
+from pipeline.config import RuleSettings
 from pipeline.directory import ContactMatch, Directory
 from pipeline.model import (
     MAX_ADDRESS_CHARS,
@@ -70,7 +70,7 @@ class Policy:
     never_log_domains: frozenset[str] = frozenset()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Policy:
+    def from_settings(cls, settings: RuleSettings) -> Policy:
         return cls.build(include_cc=settings.include_cc, never_log=settings.never_log)
 
     @classmethod
@@ -115,7 +115,7 @@ def decide(
             "the message is not logged and nothing of it is kept",
         )
 
-    sender = mail.sender.key if mail.sender is not None else ""
+    sender = _sender_key(mail)
     everyone = (sender, *(a.key for a in mail.to), *(a.key for a in mail.cc))
     if policy.never_log_addresses or policy.never_log_domains:
         listed = sum(1 for key in everyone if policy.never_logs(key))
@@ -142,60 +142,79 @@ def decide(
 
     salesperson = directory.salesperson_for(sender)
     if salesperson is not None:
-        entries: list[Entry] = []
-        seen_contacts: set[str] = set()
-        for key in recipients:
-            if directory.salesperson_for(key) is not None:
-                continue  # salesperson before contact, on recipients too
-            match = directory.contact_for(key)
-            if match is None or match.contact_no in seen_contacts:
-                continue
-            seen_contacts.add(match.contact_no)
-            entries.append(_entry(mail, match, salesperson.code, Direction.OUTBOUND))
-        if entries:
-            return Decision(
-                Outcome.LOGGED,
-                f"Rule 4 (outbound): sender is salesperson {salesperson.code}; "
-                f"{_count(len(entries), 'contact')} on the {lines}: "
-                + ", ".join(e.contact_no for e in entries),
-                Direction.OUTBOUND,
-                tuple(entries),
-            )
-        return _no_pair(
-            sender,
-            recipients,
-            f"sender is salesperson {salesperson.code}, but no recipient on the {lines} "
-            "is a contact",
-        )
-
+        return _outbound(mail, directory, salesperson.code, recipients, lines)
     contact = directory.contact_for(sender)
     if contact is not None:
-        entries = []
-        seen_salespersons: set[str] = set()
-        for key in recipients:
-            sp = directory.salesperson_for(key)
-            if sp is None or sp.code in seen_salespersons:
-                continue
-            seen_salespersons.add(sp.code)
-            entries.append(_entry(mail, contact, sp.code, Direction.INBOUND))
-        via = f" (alt. address {contact.alt_address_code})" if contact.alt_address_code else ""
-        if entries:
-            return Decision(
-                Outcome.LOGGED,
-                f"Rule 5 (inbound): sender is contact {contact.contact_no}{via}; "
-                f"{_count(len(entries), 'salesperson')} on the {lines}: "
-                + ", ".join(e.salesperson_code for e in entries),
-                Direction.INBOUND,
-                tuple(entries),
-            )
-        return _no_pair(
-            sender,
-            recipients,
-            f"sender is contact {contact.contact_no}{via}, but no recipient on the {lines} "
-            "is a salesperson",
-        )
-
+        return _inbound(mail, directory, contact, recipients, lines)
     return _no_pair(sender, recipients, "sender is neither a salesperson nor a contact")
+
+
+def _outbound(
+    mail: Mail, directory: Directory, salesperson: str, recipients: tuple[str, ...], lines: str
+) -> Decision:
+    """Rule 4: one entry per recipient that is a contact (salespersons skipped)."""
+    entries: list[Entry] = []
+    seen_contacts: set[str] = set()
+    for key in recipients:
+        if directory.salesperson_for(key) is not None:
+            continue  # salesperson before contact, on recipients too
+        match = directory.contact_for(key)
+        if match is None or match.contact_no in seen_contacts:
+            continue
+        seen_contacts.add(match.contact_no)
+        entries.append(_entry(mail, match, salesperson, Direction.OUTBOUND))
+    if entries:
+        return Decision(
+            Outcome.LOGGED,
+            f"Rule 4 (outbound): sender is salesperson {salesperson}; "
+            f"{_count(len(entries), 'contact')} on the {lines}: "
+            + ", ".join(e.contact_no for e in entries),
+            Direction.OUTBOUND,
+            tuple(entries),
+        )
+    return _no_pair(
+        _sender_key(mail),
+        recipients,
+        f"sender is salesperson {salesperson}, but no recipient on the {lines} is a contact",
+    )
+
+
+def _inbound(
+    mail: Mail,
+    directory: Directory,
+    contact: ContactMatch,
+    recipients: tuple[str, ...],
+    lines: str,
+) -> Decision:
+    """Rule 5: one entry per recipient that is a salesperson."""
+    entries: list[Entry] = []
+    seen_salespersons: set[str] = set()
+    for key in recipients:
+        sp = directory.salesperson_for(key)
+        if sp is None or sp.code in seen_salespersons:
+            continue
+        seen_salespersons.add(sp.code)
+        entries.append(_entry(mail, contact, sp.code, Direction.INBOUND))
+    via = f" (alt. address {contact.alt_address_code})" if contact.alt_address_code else ""
+    if entries:
+        return Decision(
+            Outcome.LOGGED,
+            f"Rule 5 (inbound): sender is contact {contact.contact_no}{via}; "
+            f"{_count(len(entries), 'salesperson')} on the {lines}: "
+            + ", ".join(e.salesperson_code for e in entries),
+            Direction.INBOUND,
+            tuple(entries),
+        )
+    return _no_pair(
+        _sender_key(mail),
+        recipients,
+        f"sender is contact {contact.contact_no}{via}, but no recipient on the {lines} "
+        "is a salesperson",
+    )
+
+
+def _sender_key(mail: Mail) -> str:
+    return mail.sender.key if mail.sender is not None else ""
 
 
 def _entry(mail: Mail, contact: ContactMatch, salesperson_code: str, flow: Direction) -> Entry:

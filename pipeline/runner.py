@@ -1,12 +1,9 @@
-"""The thin wrapper around stages: micro-batches, bounded concurrency, retries, timing.
+"""The thin wrapper around a stage's step: micro-batches and retries.
 
-A stage is `async (items) -> one result per item (a value or that item's exception)`; it
-knows nothing of queues, retries or metrics. A `Lane` runs one stage: `concurrency` workers
-each take a micro-batch (one worker collecting at a time) from the lane's bounded inbox (up
-to `batch_messages`, waiting at most `batch_wait_seconds` to fill it), call the stage, and
-hand every item to `on_done` or `on_failed`. `on_done` usually puts into the next lane's
-bounded inbox, so a slow stage blocks the ones before it: that is the backpressure that
-slows intake.
+A step is `async (items) -> one result per item (a value or that item's exception)`; it
+knows nothing of queues, retries or metrics. `next_batch` takes a micro-batch from a
+stage's inbox (up to `batch_messages`, waiting at most `batch_wait_seconds` to fill it);
+`run_batch` runs the step on it with retries. Where results go is `flow.py`'s business.
 
 Retries (tenacity), per batch:
 - a `Retryable` raised for the whole batch retries the batch; a `Retryable` returned for
@@ -16,8 +13,8 @@ Retries (tenacity), per batch:
 - outages (`DatabaseUnavailable`, `SourceUnavailable`) and `Throttled` are retried without
   limit: they are no message's fault (and recording a failure needs the database anyway),
   so the pipeline pauses, the queues fill and intake waits;
-- any other `Retryable` stops after `max_attempts`; the items still failing go to
-  `on_failed` (recorded as `failed`, left in the queue);
+- any other `Retryable` stops after `max_attempts`; the items still failing keep their
+  error (the flow has the ledger record them `failed`; they stay in the queue);
 - a batch of several items that fails as a whole (a poison message tripping a bug, a
   database constraint, or a server error for the whole request) is re-run item by item, so
   only the poison one fails and the rest go on.
@@ -26,21 +23,20 @@ Retries (tenacity), per batch:
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
-from pipeline.errors import DatabaseUnavailable, Retryable, SourceUnavailable, Throttled
+from pipeline.errors import DatabaseUnavailable, Retryable, SourceUnavailable, Throttled, describe
+from pipeline.logs import get_logger
 from pipeline.metrics import Metrics
 
 In = TypeVar("In")
 Out = TypeVar("Out")
 
-log = logging.getLogger("emaillog.runner")
+log = get_logger(__name__)
 
 #: Retried until they pass: waiting is the only cure, and no message is to blame.
 UNBOUNDED = (DatabaseUnavailable, SourceUnavailable, Throttled)
@@ -50,23 +46,6 @@ UNBOUNDED = (DatabaseUnavailable, SourceUnavailable, Throttled)
 class RetryPolicy:
     max_attempts: int
     max_wait_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Lane(Generic[In, Out]):
-    """One stage, its inbox, its limits and where its items go next."""
-
-    name: str
-    inbox: asyncio.Queue[In]
-    stage: Callable[[Sequence[In]], Awaitable[Sequence[Out | Exception]]]
-    on_done: Callable[[In, Out], Awaitable[None]]
-    on_failed: Callable[[In, Exception], Awaitable[None]]
-    batch_messages: int
-    batch_wait_seconds: float
-    concurrency: int
-    #: One worker fills a batch at a time. Otherwise a burst is split between every idle
-    #: worker and batches come out a fraction of `batch_messages` (more EWS round trips).
-    collecting: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False)
 
 
 class _ItemsToRetry(Retryable):
@@ -99,21 +78,6 @@ async def next_batch(inbox: asyncio.Queue[In], max_items: int, max_wait_seconds:
     return batch
 
 
-async def run_worker(lane: Lane[In, Out], policy: RetryPolicy, metrics: Metrics) -> None:
-    """One of the lane's `concurrency` workers; runs until cancelled."""
-    while True:
-        async with lane.collecting:
-            batch = await next_batch(lane.inbox, lane.batch_messages, lane.batch_wait_seconds)
-        started = time.perf_counter()
-        results = await run_batch(lane.name, lane.stage, batch, policy, metrics)
-        metrics.stage_duration.labels(lane.name).observe(time.perf_counter() - started)
-        for item, result in zip(batch, results, strict=True):
-            if isinstance(result, Exception):
-                await lane.on_failed(item, result)
-            else:
-                await lane.on_done(item, result)
-
-
 async def run_batch(
     name: str,
     stage: Callable[[Sequence[In]], Awaitable[Sequence[Out | Exception]]],
@@ -129,7 +93,7 @@ async def run_batch(
             return [exc]
         log.warning(
             "batch failed, retrying its items one by one",
-            extra={"fields": {"stage": name, "items": len(batch), "error": _describe(exc)}},
+            extra={"fields": {"stage": name, "items": len(batch), "error": describe(exc)}},
         )
         results: list[Out | Exception] = []
         for item in batch:
@@ -146,47 +110,7 @@ async def _with_retries(
 ) -> list[Out | Exception]:
     results: dict[int, Out | Exception] = {}
     pending = list(range(len(batch)))
-    backoff = wait_random_exponential(multiplier=0.2, max=policy.max_wait_seconds)
-
-    def stop(state: RetryCallState) -> bool:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _ItemsToRetry):
-            exc = exc.first
-        if isinstance(exc, UNBOUNDED):
-            return False
-        return state.attempt_number >= policy.max_attempts
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _ItemsToRetry):
-            exc = exc.first
-        if isinstance(exc, Throttled):
-            return max(exc.retry_after, 0.0)
-        return float(backoff(state))
-
-    def before_sleep(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        metrics.retries.labels(name).inc()
-        cause = exc.first if isinstance(exc, _ItemsToRetry) else exc
-        log.warning(
-            "retrying",
-            extra={
-                "fields": {
-                    "stage": name,
-                    "attempt": state.attempt_number,
-                    "items": len(pending),
-                    "error": _describe(cause),
-                }
-            },
-        )
-
-    retrying = AsyncRetrying(
-        retry=retry_if_exception_type(Retryable),
-        stop=stop,
-        wait=wait,
-        before_sleep=before_sleep,
-        reraise=True,
-    )
+    retrying = _retrying(name, policy, metrics, pending=lambda: len(pending))
     try:
         async for attempt in retrying:
             with attempt:
@@ -208,5 +132,43 @@ async def _with_retries(
     return [results[i] for i in range(len(batch))]
 
 
-def _describe(exc: BaseException | None) -> str:
-    return "" if exc is None else f"{type(exc).__name__}: {exc}"
+def _retrying(
+    name: str, policy: RetryPolicy, metrics: Metrics, pending: Callable[[], int]
+) -> AsyncRetrying:
+    """The tenacity policy of one batch (see the module docstring)."""
+    backoff = wait_random_exponential(multiplier=0.2, max=policy.max_wait_seconds)
+
+    def stop(state: RetryCallState) -> bool:
+        if isinstance(_cause(state), UNBOUNDED):
+            return False
+        return state.attempt_number >= policy.max_attempts
+
+    def wait(state: RetryCallState) -> float:
+        cause = _cause(state)
+        if isinstance(cause, Throttled):
+            return max(cause.retry_after, 0.0)
+        return float(backoff(state))
+
+    def before_sleep(state: RetryCallState) -> None:
+        metrics.retries.labels(name).inc()
+        fields = {
+            "stage": name,
+            "attempt": state.attempt_number,
+            "items": pending(),
+            "error": describe(_cause(state)),
+        }
+        log.warning("retrying", extra={"fields": fields})
+
+    return AsyncRetrying(
+        retry=retry_if_exception_type(Retryable),
+        stop=stop,
+        wait=wait,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+def _cause(state: RetryCallState) -> BaseException | None:
+    """What made the attempt fail: the batch's error, or the first item's Retryable."""
+    exc = state.outcome.exception() if state.outcome else None
+    return exc.first if isinstance(exc, _ItemsToRetry) else exc

@@ -10,9 +10,10 @@ from lxml import etree
 
 from exchange_sim.config import SimConfig
 from exchange_sim.faults import Faults
+from exchange_sim.model import Folder, Mailbox, StoreError
 from exchange_sim.render import Shape
 from exchange_sim.soapxml import M_NS, T_NS
-from exchange_sim.store import Folder, Mailbox, Store, StoreError
+from exchange_sim.store import Store
 from exchange_sim.subscriptions import Subscriptions
 
 M = "{" + M_NS + "}"

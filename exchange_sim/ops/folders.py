@@ -5,6 +5,7 @@ from __future__ import annotations
 from lxml import etree
 
 from exchange_sim import soapxml as sx
+from exchange_sim.model import StoreError
 from exchange_sim.ops.common import (
     Ctx,
     M,
@@ -18,7 +19,6 @@ from exchange_sim.ops.common import (
 )
 from exchange_sim.render import folder_fields, folder_xml
 from exchange_sim.restrict import folder_restriction
-from exchange_sim.store import StoreError
 
 
 def get_folder(ctx: Ctx, req: etree._Element) -> str:

@@ -9,6 +9,7 @@ from lxml import etree
 
 from exchange_sim import soapxml as sx
 from exchange_sim.mime import parse_headers
+from exchange_sim.model import Folder, Item, StoreError
 from exchange_sim.ops.common import (
     Ctx,
     M,
@@ -25,7 +26,6 @@ from exchange_sim.ops.common import (
 )
 from exchange_sim.render import item_fields, item_id_xml, item_xml
 from exchange_sim.restrict import item_restriction, sort_items
-from exchange_sim.store import Folder, Item, StoreError
 
 # PR_MESSAGE_FLAGS and its "unsent" bit: CreateItem makes a draft unless the request sets the
 # flags without MSGFLAG_UNSENT (how clients import already-sent mail).
@@ -180,65 +180,63 @@ def create_item(ctx: Ctx, req: etree._Element) -> str:
     disposition = req.get("MessageDisposition", "SaveOnly")
     items = req.find(M + "Items")
     specs = list(items) if items is not None else []
-    messages = []
-    saved_ref = req.find(M + "SavedItemFolderId")
     try:
-        if saved_ref is not None:
-            folder: Folder | None = single_folder(ctx, saved_ref)
-        elif disposition == "SendAndSaveCopy":
-            folder = ctx.default_mailbox().distinguished["sentitems"]
-        elif disposition == "SaveOnly":
-            folder = ctx.default_mailbox().distinguished["drafts"]
-        else:
-            folder = None
+        folder = _saved_item_folder(ctx, req, disposition)
     except StoreError as e:
         code = "ErrorSavedItemFolderNotFound" if e.code == "ErrorFolderNotFound" else e.code
         body = "".join(sx.error("CreateItem", code, e.text) for _ in specs)
         return sx.operation_response("CreateItem", body)
-    for spec in specs:
-        if local(spec) != "Message":
-            messages.append(
-                sx.error(
-                    "CreateItem", "ErrorInvalidItemForOperation", "Only messages are supported."
-                )
-            )
-            continue
-        mime = spec.findtext(T + "MimeContent")
-        if mime is not None:
-            try:
-                raw = base64.b64decode(mime.strip(), validate=False)
-            except (binascii.Error, ValueError):
-                messages.append(
-                    sx.error("CreateItem", "ErrorMimeContentConversionFailed", "Bad MIME content.")
-                )
-                continue
-        else:
-            raw = _raw_from_properties(spec)
-        if len(raw) > ctx.config.max_request_bytes:
-            messages.append(
-                sx.error("CreateItem", "ErrorMessageSizeExceeded", "Message too large.")
-            )
-            continue
-        flags = _message_flags(spec)
-        is_read_text = spec.findtext(T + "IsRead")
-        is_read = is_read_text == "true" if is_read_text is not None else False
-        if disposition == "SaveOnly":
-            is_draft = flags is None or bool(flags & MSGFLAG_UNSENT)
-            if flags is not None and flags & MSGFLAG_READ:
-                is_read = True
-        else:
-            is_draft = False
-            props = parse_headers(raw)
-            recipients = {a.email.lower() for a in props.to + props.cc}
-            for mailbox in list(ctx.store.mailboxes.values()):
-                if mailbox.address.lower() in recipients:
-                    ctx.store.deliver(mailbox.distinguished["inbox"], raw)
-        if folder is None:
-            messages.append(sx.success("CreateItem", "<m:Items/>"))
-            continue
-        item = ctx.store.create(folder, raw, is_draft=is_draft, is_read=is_read)
-        messages.append(sx.success("CreateItem", f"<m:Items>{item_id_xml(item)}</m:Items>"))
+    messages = [_create_message(ctx, spec, disposition, folder) for spec in specs]
     return sx.operation_response("CreateItem", "".join(messages))
+
+
+def _saved_item_folder(ctx: Ctx, req: etree._Element, disposition: str) -> Folder | None:
+    """Where CreateItem keeps the item: SavedItemFolderId, else Sent Items for a sent copy,
+    Drafts for SaveOnly; None for SendOnly (nothing is kept)."""
+    saved_ref = req.find(M + "SavedItemFolderId")
+    if saved_ref is not None:
+        return single_folder(ctx, saved_ref)
+    if disposition == "SendAndSaveCopy":
+        return ctx.default_mailbox().distinguished["sentitems"]
+    if disposition == "SaveOnly":
+        return ctx.default_mailbox().distinguished["drafts"]
+    return None
+
+
+def _create_message(ctx: Ctx, spec: etree._Element, disposition: str, folder: Folder | None) -> str:
+    """The response message for one item of a CreateItem."""
+    if local(spec) != "Message":
+        return sx.error(
+            "CreateItem", "ErrorInvalidItemForOperation", "Only messages are supported."
+        )
+    mime = spec.findtext(T + "MimeContent")
+    if mime is not None:
+        try:
+            raw = base64.b64decode(mime.strip(), validate=False)
+        except (binascii.Error, ValueError):
+            return sx.error("CreateItem", "ErrorMimeContentConversionFailed", "Bad MIME content.")
+    else:
+        raw = _raw_from_properties(spec)
+    if len(raw) > ctx.config.max_request_bytes:
+        return sx.error("CreateItem", "ErrorMessageSizeExceeded", "Message too large.")
+    flags = _message_flags(spec)
+    is_read_text = spec.findtext(T + "IsRead")
+    is_read = is_read_text == "true" if is_read_text is not None else False
+    if disposition == "SaveOnly":
+        is_draft = flags is None or bool(flags & MSGFLAG_UNSENT)
+        if flags is not None and flags & MSGFLAG_READ:
+            is_read = True
+    else:
+        is_draft = False
+        props = parse_headers(raw)
+        recipients = {a.email.lower() for a in props.to + props.cc}
+        for mailbox in list(ctx.store.mailboxes.values()):
+            if mailbox.address.lower() in recipients:
+                ctx.store.deliver(mailbox.distinguished["inbox"], raw)
+    if folder is None:
+        return sx.success("CreateItem", "<m:Items/>")
+    item = ctx.store.create(folder, raw, is_draft=is_draft, is_read=is_read)
+    return sx.success("CreateItem", f"<m:Items>{item_id_xml(item)}</m:Items>")
 
 
 def _move_or_copy(ctx: Ctx, req: etree._Element, op: str) -> str:

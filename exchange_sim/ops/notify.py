@@ -5,8 +5,8 @@ from __future__ import annotations
 from lxml import etree
 
 from exchange_sim import soapxml as sx
+from exchange_sim.model import Event, Folder, Mailbox, StoreError
 from exchange_sim.ops.common import Ctx, M, T, int_value, local, resolve_folder
-from exchange_sim.store import Event, Folder, Mailbox, StoreError
 from exchange_sim.subscriptions import (
     EVENT_TYPES,
     Subscription,

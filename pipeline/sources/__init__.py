@@ -12,12 +12,13 @@ that item (an `ItemGone`, a `Retryable`, ...). They raise only when the whole ca
 
 from __future__ import annotations
 
-import enum
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pipeline.model import Mail, MailRef
+from pipeline.model import Disposal, Mail, MailRef
+
+__all__ = ["Disposal", "Fetched", "MailSource", "NoEvents", "SourceEvents", "Stored"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +36,6 @@ class Stored:
 
     item_id: str | None
     web_link: str | None = None
-
-
-class Disposal(enum.Enum):
-    """How a non-logged message leaves the queue (EMAILLOG_DISPOSAL)."""
-
-    HARD_DELETE = "delete"
-    TRASH = "trash"
-    MOVE = "move"
 
 
 class SourceEvents(Protocol):

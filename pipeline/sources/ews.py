@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,9 +31,10 @@ from exchangelib.services import MoveItem
 
 from pipeline.config import Settings
 from pipeline.errors import SourceUnavailable, Throttled
+from pipeline.logs import get_logger
 from pipeline.model import MailRef
 from pipeline.sources import Disposal, Fetched, NoEvents, SourceEvents, Stored
-from pipeline.sources.ews_connect import FolderPath, connect, forget_protocol, resolve_folder
+from pipeline.sources.ews_connect import connect, forget_protocol, resolve_folder
 from pipeline.sources.ews_convert import (
     FETCH_FIELDS,
     align,
@@ -45,7 +45,7 @@ from pipeline.sources.ews_convert import (
 )
 from pipeline.sources.ews_stream import ArrivalStream
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -80,13 +80,10 @@ class EwsSource:
     def __init__(self, settings: Settings, events: SourceEvents | None = None) -> None:
         self._settings = settings
         self._events: SourceEvents = events if events is not None else NoEvents()
-        self._queue_path = FolderPath.parse(settings.queue_folder)
-        self._storage_path = FolderPath.parse(settings.storage_folder)
-        self._disposal_path = (
-            FolderPath.parse(settings.disposal[len("move:") :])
-            if settings.disposal.startswith("move:")
-            else None
-        )
+        self._ews = settings.source.ews
+        self._queue_path = settings.source.queue_folder
+        self._storage_path = settings.source.storage_folder
+        self._disposal_path = settings.source.disposal.folder
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._account: Any = None
@@ -100,7 +97,7 @@ class EwsSource:
 
     @property
     def mailbox(self) -> str:
-        return self._settings.ews_mailbox
+        return self._ews.mailbox
 
     @property
     def connected(self) -> bool:
@@ -111,9 +108,9 @@ class EwsSource:
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(
-            max_workers=self._settings.ews_worker_threads, thread_name_prefix="ews-worker"
+            max_workers=self._ews.worker_threads, thread_name_prefix="ews-worker"
         )
-        self._account = await self._call_when_allowed(connect, self._settings)
+        self._account = await self._call_when_allowed(connect, self._ews)
         self._queue = await self._call_when_allowed(resolve_folder, self._account, self._queue_path)
         self._storage = await self._call_when_allowed(
             resolve_folder, self._account, self._storage_path
@@ -126,7 +123,7 @@ class EwsSource:
             "EWS source open: queue %s, storage %s, auth %s",
             self._queue_path,
             self._storage_path,
-            self._settings.ews_auth,
+            self._ews.auth,
         )
 
     async def close(self) -> None:
@@ -173,14 +170,15 @@ class EwsSource:
             raise RuntimeError("EwsSource.arrivals() supports one consumer per open()")
         # Refs waiting between the stream thread and `arrivals()`, bounded like every queue
         # between stages: the thread blocks when it is full.
-        refs: asyncio.Queue[MailRef] = asyncio.Queue(maxsize=self._settings.stage_queue_messages)
+        limits = self._settings.limits
+        refs: asyncio.Queue[MailRef] = asyncio.Queue(maxsize=limits.stage_queue_messages)
         self._stream = ArrivalStream(
             account=self._account,
             queue_folder=self._queue,
             public=self._queue_path.public,
-            stream_timeout_minutes=self._settings.stream_timeout_minutes,
-            catch_up_interval_seconds=self._settings.catch_up_interval_seconds,
-            back_off_cap_seconds=self._settings.retry_max_wait_seconds,
+            stream_timeout_minutes=self._ews.stream_timeout_minutes,
+            catch_up_interval_seconds=limits.catch_up_interval_seconds,
+            back_off_cap_seconds=limits.retry_max_wait_seconds,
             loop=self._loop,
             refs=refs,
             notify=self._notify_from_thread,

@@ -11,7 +11,6 @@ and `//` folder navigation (`/` would fill the whole folder cache of the mailbox
 from __future__ import annotations
 
 from contextlib import suppress
-from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -34,36 +33,12 @@ from exchangelib.errors import ErrorFolderNotFound, SessionPoolMinSizeReached
 from exchangelib.protocol import BaseProtocol, NoVerifyHTTPAdapter, Protocol
 from exchangelib.transport import NOAUTH
 
-from pipeline.config import Settings
-from pipeline.errors import ConfigError, FolderNotFound
+from pipeline.config import EwsAuth, EwsSettings, FolderPath
+from pipeline.errors import FolderNotFound
 
-PUBLIC_PREFIX = "public:"
 #: Connections beyond the stream and the workers: the close-time Unsubscribe and a call
 #: racing a stream reconnect must never wait for a session.
 SPARE_CONNECTIONS = 1
-
-
-@dataclass(frozen=True, slots=True)
-class FolderPath:
-    """A configured folder: path parts under msgfolderroot, or under public folders."""
-
-    public: bool
-    parts: tuple[str, ...]
-
-    @classmethod
-    def parse(cls, raw: str) -> FolderPath:
-        """ "Email Logging/Queue" or "public:/Email Logging/Queue" (leading "/" optional)."""
-        text = raw.strip()
-        public = text.lower().startswith(PUBLIC_PREFIX)
-        if public:
-            text = text[len(PUBLIC_PREFIX) :]
-        parts = tuple(p.strip() for p in text.split("/") if p.strip())
-        if not parts:
-            raise ConfigError([f"folder path {raw!r} names no folder"])
-        return cls(public=public, parts=parts)
-
-    def __str__(self) -> str:
-        return (PUBLIC_PREFIX + "/" if self.public else "") + "/".join(self.parts)
 
 
 class _OAuth2CredentialsAt(OAuth2Credentials):  # type: ignore[misc]
@@ -78,43 +53,33 @@ class _OAuth2CredentialsAt(OAuth2Credentials):  # type: ignore[misc]
         return self._token_url_override
 
 
-def _build(version: str) -> Any:
-    numbers = [int(n) for n in version.split(".") if n.strip()]
-    if not 1 <= len(numbers) <= 4:
-        raise ConfigError([f"EMAILLOG_EWS_VERSION: expected like 15.1, got {version!r}"])
-    return Build(*numbers)
-
-
-def configuration(settings: Settings) -> tuple[Any, Any]:
+def configuration(ews: EwsSettings) -> tuple[Any, Any]:
     """The exchangelib Configuration and the access type for these settings."""
-    auth = settings.ews_auth
     credentials: Any
-    if auth == "oauth2":
+    if ews.auth is EwsAuth.OAUTH2:
         oauth_args: dict[str, Any] = {
-            "client_id": settings.ews_client_id,
-            "client_secret": settings.ews_client_secret,
-            "tenant_id": settings.ews_tenant_id,
-            "identity": Identity(primary_smtp_address=settings.ews_mailbox),
+            "client_id": ews.client_id,
+            "client_secret": ews.client_secret,
+            "tenant_id": ews.tenant_id,
+            "identity": Identity(primary_smtp_address=ews.mailbox),
         }
-        if settings.ews_token_url:
-            credentials = _OAuth2CredentialsAt(token_url=settings.ews_token_url, **oauth_args)
+        if ews.token_url:
+            credentials = _OAuth2CredentialsAt(token_url=ews.token_url, **oauth_args)
         else:
             credentials = OAuth2Credentials(**oauth_args)
         auth_type, access_type = OAUTH2, IMPERSONATION  # app-only tokens act by impersonation
-    elif auth in ("basic", "ntlm"):
-        credentials = Credentials(settings.ews_username, settings.ews_password)
-        auth_type, access_type = (BASIC if auth == "basic" else NTLM), DELEGATE
-    elif auth == "none":
+    elif ews.auth is EwsAuth.NONE:
         credentials, auth_type, access_type = None, NOAUTH, DELEGATE
     else:
-        raise ConfigError([f"EMAILLOG_EWS_AUTH: unknown auth type {auth!r}"])
+        credentials = Credentials(ews.username, ews.password)
+        auth_type, access_type = (BASIC if ews.auth is EwsAuth.BASIC else NTLM), DELEGATE
     config = Configuration(
-        service_endpoint=settings.ews_url,
+        service_endpoint=ews.url,
         credentials=credentials,
         auth_type=auth_type,
-        version=Version(build=_build(settings.ews_version)),
+        version=Version(build=Build(*(int(n) for n in ews.version.split(".")))),
         retry_policy=FailFast(),
-        max_connections=1 + settings.ews_worker_threads + SPARE_CONNECTIONS,
+        max_connections=1 + ews.worker_threads + SPARE_CONNECTIONS,
     )
     return config, access_type
 
@@ -168,20 +133,20 @@ def forget_protocol(config: Any) -> None:
             protocol.close()
 
 
-def connect(settings: Settings) -> Any:
+def connect(ews: EwsSettings) -> Any:
     """An exchangelib Account for the queue mailbox (blocking)."""
-    set_http_adapter(settings.ews_verify_tls)
-    config, access_type = configuration(settings)
+    set_http_adapter(ews.verify_tls)
+    config, access_type = configuration(ews)
     forget_protocol(config)  # our pool size and FailFast must apply, not a stale cache entry's
     account = Account(
-        primary_smtp_address=settings.ews_mailbox,
+        primary_smtp_address=ews.mailbox,
         config=config,
         access_type=access_type,
         autodiscover=False,
     )
     # BaseProtocol.TIMEOUT is a class attribute; exchangelib reads it through the instance,
     # so an instance attribute sets it for this endpoint only.
-    account.protocol.TIMEOUT = settings.ews_timeout_seconds
+    account.protocol.TIMEOUT = ews.timeout_seconds
     account.protocol.decrease_poolsize = _keep_pool_size
     return account
 

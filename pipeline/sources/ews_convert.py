@@ -44,6 +44,7 @@ from pipeline.errors import (
     Retryable,
     SourceUnavailable,
     Throttled,
+    describe,
 )
 from pipeline.model import Address, Mail, MailRef, Sensitivity, content_hash
 
@@ -187,18 +188,18 @@ def call_error(exc: BaseException) -> BaseException:
     if isinstance(exc, ErrorFolderNotFound):
         return FolderNotFound(f"EWS folder not found: {exc}")
     if is_connection_error(exc):
-        return SourceUnavailable(f"EWS unavailable: {type(exc).__name__}: {exc}")
+        return SourceUnavailable(f"EWS unavailable: {describe(exc)}")
     if isinstance(exc, EWSError):
-        return Retryable(f"EWS error {type(exc).__name__}: {exc}")
+        return Retryable(f"EWS error {describe(exc)}")
     return exc
 
 
 def item_error(exc: Exception) -> Exception:
     """Translate a per-item exception returned inline by exchangelib."""
     if isinstance(exc, ErrorItemNotFound):
-        return ItemGone(f"{type(exc).__name__}: {exc}")
+        return ItemGone(describe(exc))
     if isinstance(exc, ErrorInvalidIdMalformed):
-        return Permanent(f"{type(exc).__name__}: {exc}")
+        return Permanent(describe(exc))
     translated = call_error(exc)
     return translated if isinstance(translated, Exception) else exc
 

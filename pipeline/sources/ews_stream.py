@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import math
 import socket
 import threading
@@ -46,10 +45,11 @@ from exchangelib.errors import ErrorInvalidSubscription, ErrorServerBusy, ErrorS
 from exchangelib.properties import TimestampEvent
 from exchangelib.services import GetStreamingEvents
 
+from pipeline.logs import get_logger
 from pipeline.model import MailRef
 from pipeline.sources.ews_convert import back_off_seconds, is_connection_error, ref_from_item, utc
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 EVENT_TYPES = ("NewMailEvent", "CreatedEvent", "MovedEvent")
 #: How many emitted item ids to remember for de-duplication. One delivery fires Created

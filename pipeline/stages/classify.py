@@ -6,7 +6,7 @@ from the next batch on. Rule 3 (duplicate) needs the journal, so `dedupe` applie
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pipeline.directory import Directory
 from pipeline.rules import Policy, decide
@@ -15,6 +15,7 @@ from pipeline.stages import Classified
 
 
 async def classify(
-    items: Sequence[Fetched], directory: Directory, policy: Policy
+    items: Sequence[Fetched], *, directory: Callable[[], Directory], policy: Policy
 ) -> list[Classified | Exception]:
-    return [Classified(f.ref, f.mail, decide(f.mail, directory, policy)) for f in items]
+    current = directory()
+    return [Classified(f.ref, f.mail, decide(f.mail, current, policy)) for f in items]

@@ -16,17 +16,10 @@ from pipeline.sources import Disposal, MailSource
 from pipeline.stages import Decided
 
 
-def disposal_from_setting(value: str) -> Disposal:
-    """EMAILLOG_DISPOSAL (delete, trash, move:<folder>) -> how (the source knows the folder)."""
-    if value.startswith("move:"):
-        return Disposal.MOVE
-    return Disposal(value)
-
-
 async def dispose(
-    source: MailSource, items: Sequence[Decided], configured: Disposal
-) -> list[Exception | None]:
-    results: list[Exception | None] = [None] * len(items)
+    items: Sequence[Decided], *, source: MailSource, configured: Disposal
+) -> list[Decided | Exception]:
+    results: list[Decided | Exception] = list(items)
     groups: dict[Disposal, list[int]] = {}
     for i, item in enumerate(items):
         sensitive = item.decision.outcome is Outcome.SENSITIVE
@@ -34,6 +27,7 @@ async def dispose(
     for how, indexes in groups.items():
         out = await source.dispose([items[i].ref for i in indexes], how)
         for i, result in zip(indexes, out, strict=True):
-            results[i] = None if isinstance(result, ItemGone) else result
+            if isinstance(result, Exception) and not isinstance(result, ItemGone):
+                results[i] = result
     crash_point("after_dispose")
     return results

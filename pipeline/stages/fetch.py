@@ -12,7 +12,7 @@ from pipeline.model import MailRef
 from pipeline.sources import Fetched, MailSource
 
 
-async def fetch(source: MailSource, refs: Sequence[MailRef]) -> list[Fetched | Exception]:
+async def fetch(refs: Sequence[MailRef], *, source: MailSource) -> list[Fetched | Exception]:
     fetched = await source.fetch(refs)
     crash_point("after_fetch")
     return fetched

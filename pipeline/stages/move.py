@@ -15,7 +15,9 @@ from pipeline.sources import MailSource
 from pipeline.stages import Decided, Moved
 
 
-async def move_to_storage(source: MailSource, items: Sequence[Decided]) -> list[Moved | Exception]:
+async def move_to_storage(
+    items: Sequence[Decided], *, source: MailSource
+) -> list[Moved | Exception]:
     results = await source.move_to_storage([item.ref for item in items])
     crash_point("after_move")  # in storage; the link is not recorded yet
     return [

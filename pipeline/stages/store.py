@@ -1,42 +1,35 @@
 """store: moved messages -> their storage links recorded (one transaction per batch).
 
 Sets stored_message.storage_item_id / web_link / state='stored' and writes the 'logged'
-disposal_log row. Idempotent: retrying after a database outage changes nothing twice.
-Returns, per message, whether this call wrote its disposal_log row.
+disposal_log row, through the ledger (the reconciler records its finds the same way).
+Idempotent: retrying after a database outage changes nothing twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import asyncpg
-
 from pipeline.crashpoints import crash_point
-from pipeline.stages import Moved
-from pipeline.store import journal
+from pipeline.ledger import Ledger
+from pipeline.stages import Decided, Moved
+from pipeline.store.journal import StorageLink
 
 
-async def record_storage(
-    pool: asyncpg.Pool, *, mailbox: str, items: Sequence[Moved]
-) -> list[bool | Exception]:
+async def record_storage(items: Sequence[Moved], *, ledger: Ledger) -> list[Decided | Exception]:
     links = [
-        journal.StorageLink(
+        StorageLink(
             stored_message_id=_stored_message_id(item),
             queue_item_id=item.ref.item_id,
             storage_item_id=item.stored.item_id,
             web_link=item.stored.web_link,
             rule=item.decided.decision.rule,
-            message_id_hash=journal.message_id_hash(item.mail),
+            message_id_hash=item.decided.message_id_hash,
         )
         for item in items
     ]
-    with journal.database_errors():
-        async with pool.acquire() as conn, conn.transaction():
-            recorded: list[bool | Exception] = list(
-                await journal.mark_stored(conn, mailbox=mailbox, links=links)
-            )
+    await ledger.record_stored(links)
     crash_point("after_store")  # committed 'stored'
-    return recorded
+    return [item.decided for item in items]
 
 
 def _stored_message_id(item: Moved) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import threading
 import warnings
 from collections.abc import AsyncIterator
@@ -26,11 +25,12 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from pipeline.config import Settings
+from pipeline.config import DatabaseSettings
 from pipeline.errors import ConfigError, DatabaseUnavailable
+from pipeline.logs import get_logger
 from pipeline.store.migrate import apply_migrations
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 EMBEDDED_DATABASE = "emaillog"
 
@@ -50,13 +50,13 @@ class Database:
 
 
 @asynccontextmanager
-async def open_database(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Database]:
+async def open_database(
+    settings: DatabaseSettings, *, migrate: bool = True
+) -> AsyncIterator[Database]:
     """A pool on the configured (or embedded) database; migrations applied unless told not to."""
     async with _server_url(settings) as url:
-        timeout = settings.db_connect_timeout_seconds
-        pool = await create_pool(
-            url, max_size=settings.db_pool_connections, timeout_seconds=timeout
-        )
+        timeout = settings.connect_timeout_seconds
+        pool = await create_pool(url, max_size=settings.pool_connections, timeout_seconds=timeout)
         try:
             if migrate:
                 async with pool.acquire() as conn:
@@ -116,16 +116,16 @@ def _connect_error(url: str, exc: BaseException, timeout_seconds: float) -> Base
 
 
 @asynccontextmanager
-async def _server_url(settings: Settings) -> AsyncIterator[str]:
-    if settings.database_url:
-        yield settings.database_url
+async def _server_url(settings: DatabaseSettings) -> AsyncIterator[str]:
+    if settings.url:
+        yield settings.url
         return
     pgdata = (settings.data_dir / "pg").expanduser().resolve()
     server = await _acquire_embedded(pgdata)
     try:
         url = server.get_uri(EMBEDDED_DATABASE)
         await _ensure_database(
-            server.get_uri("postgres"), EMBEDDED_DATABASE, settings.db_connect_timeout_seconds
+            server.get_uri("postgres"), EMBEDDED_DATABASE, settings.connect_timeout_seconds
         )
         yield url
     finally:

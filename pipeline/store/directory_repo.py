@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,10 +32,11 @@ from pipeline.directory import (
     Template,
 )
 from pipeline.errors import DatabaseUnavailable, InputError
+from pipeline.logs import get_logger
 from pipeline.model import MAX_ADDRESS_CHARS
 from pipeline.store.db import Database, connect
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CHANNEL = "emaillog_directory"
 #: What "the database went away" looks like; anything else is a bug and ends `run()`.

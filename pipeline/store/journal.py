@@ -1,29 +1,22 @@
-"""The journal: the SQL that makes logging exactly-once (GUIDE section 4).
+"""The journal's SQL (GUIDE section 4). SQL only: what to do is decided elsewhere.
 
-The database is the journal. For one batch of classified queue messages, in ONE transaction
-(`record_decisions`):
+The database is the journal. `pipeline.claims` plans, for one batch of classified queue
+messages, what the journal must do (keep an earlier decision, record, claim, resume, or
+call it a duplicate) from the facts read here (`earlier_disposals`, `existing_claims`); the
+dedupe stage runs that plan with `insert_claims` and the accounting path
+(`pipeline.ledger`) records disposals with `insert_disposals`, all in one transaction.
+After the move to storage, `mark_stored` records the storage link (with the 'logged'
+disposal row, again through the ledger). Nothing here talks to the mail server, reads the
+clock or decides anything.
 
-1. A queue item that already has a (non-failed) disposal_log row was decided before a crash
-   or restart; that committed decision stands, so what is deleted always matches the log.
-2. Messages eligible for rule 3 (logged, address_too_long, unregistered) are looked up by
-   (mailbox, message_key). A 'stored' row, or a 'moving' row of ANOTHER queue item, makes the
-   message a duplicate. A 'moving' row of the SAME queue item is our own claim from before a
-   crash: it is resumed (moved and marked stored), never inserted again.
-3. Logged messages are claimed: the stored_message row (state 'moving') and its entries are
-   inserted. The unique key is the final guard: a conflict (a second copy of a Message-ID in
-   this batch, or a concurrent transaction) turns the later one into a duplicate.
-4. Every non-logged decision is recorded in disposal_log BEFORE the queue item is deleted,
-   ON CONFLICT DO NOTHING, so recording is idempotent and `newly_recorded` says whether this
-   call wrote the row (metrics count only those, so they agree with the log).
-
-After the move to storage, `mark_stored` records the storage link and the 'logged' row of
-disposal_log in one transaction. Nothing here talks to the mail server or reads the clock.
+    disposal_log    one row per queue message disposed of (or failed); unique per queue
+                    item except 'failed', so recording is idempotent (ON CONFLICT DO NOTHING)
+    stored_message  one row per logged message: 'moving' once claimed, 'stored' once linked
+    interaction_log_entry  the entries, written with the claim
 """
 
 from __future__ import annotations
 
-import enum
-import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,12 +25,8 @@ from datetime import datetime
 import asyncpg
 
 from pipeline.directory import Template
-from pipeline.errors import DatabaseUnavailable, Retryable
-from pipeline.model import Decision, Mail, Outcome
-from pipeline.rules import DUPLICATE_ELIGIBLE, mark_duplicate
-
-#: Hex digits of sha256 kept in disposal_log and logs: enough to trace, too few to be an id.
-MESSAGE_ID_HASH_CHARS = 16
+from pipeline.errors import DatabaseUnavailable, Retryable, describe
+from pipeline.model import Candidate, Decision, Existing, Outcome
 
 #: Errors that mean "PostgreSQL is not there right now" (restart, failover, network): the
 #: runner pauses and retries these without limit, because no message is at fault.
@@ -58,7 +47,7 @@ def database_errors() -> Iterator[None]:
     try:
         yield
     except DATABASE_OUTAGE_ERRORS as exc:
-        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+        raise DatabaseUnavailable(f"database unavailable: {describe(exc)}") from exc
     except asyncpg.exceptions.TransactionRollbackError as exc:  # deadlock, serialization
         raise Retryable(f"database transaction conflict: {type(exc).__name__}") from exc
     except asyncpg.exceptions.InterfaceError as exc:
@@ -69,44 +58,15 @@ def database_errors() -> Iterator[None]:
         raise
 
 
-def message_id_hash(mail: Mail) -> str:
-    """A short sha256 of the message's dedupe key: traceable, not reversible to an address."""
-    return hash_key(mail.dedupe_key)
-
-
-def hash_key(message_key: str) -> str:
-    digest = hashlib.sha256(message_key.encode("utf-8", "surrogatepass")).hexdigest()
-    return digest[:MESSAGE_ID_HASH_CHARS]
-
-
 @dataclass(frozen=True, slots=True)
-class Candidate:
-    """One classified queue message, as the rules decided it (before rule 3 is applied)."""
+class DisposalRow:
+    """One disposal_log row: how one queue message ended (or failed)."""
 
-    queue_item_id: str
-    mail: Mail
-    decision: Decision
-
-
-class Claim(enum.Enum):
-    """What the journal did about the stored_message row of one candidate."""
-
-    NONE = "none"  # not logged: no row
-    NEW = "new"  # row and entries inserted now
-    RESUMED = "resumed"  # our own 'moving' row from before a crash: move it, insert nothing
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """The committed verdict for one candidate, in input order."""
-
-    decision: Decision
-    claim: Claim = Claim.NONE
+    queue_item_id: str | None
+    outcome: Outcome
+    rule: str
+    message_id_hash: str
     stored_message_id: int | None = None
-    #: Entries inserted by this call (0 for a resumed claim).
-    entries_written: int = 0
-    #: True when this call inserted the disposal_log row (non-logged outcomes only).
-    newly_recorded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,75 +92,10 @@ class MovingRow:
     created_at: datetime
 
 
-async def record_decisions(
-    conn: asyncpg.Connection,
-    *,
-    mailbox: str,
-    candidates: Sequence[Candidate],
-    template: Template,
-) -> list[Recorded]:
-    """Apply rule 3, claim logged messages and record the others; call inside a transaction."""
-    results: list[Recorded | None] = [None] * len(candidates)
-    earlier = await _earlier_disposals(conn, mailbox, [c.queue_item_id for c in candidates])
-    existing = await _existing_claims(
-        conn,
-        mailbox,
-        [c.mail.dedupe_key for c in candidates if c.decision.outcome in DUPLICATE_ELIGIBLE],
-    )
-
-    to_claim: list[int] = []
-    to_record: dict[int, Decision] = {}
-    claimed_keys: set[str] = set()
-    for i, cand in enumerate(candidates):
-        decision = cand.decision
-        prior = earlier.get(cand.queue_item_id)
-        if prior is not None and prior.outcome is not Outcome.LOGGED:
-            results[i] = Recorded(decision=prior)
-            continue
-        if decision.outcome not in DUPLICATE_ELIGIBLE:
-            to_record[i] = decision
-            continue
-        key = cand.mail.dedupe_key
-        row = existing.get(key)
-        if row is not None:
-            row_id, state, row_queue_item_id = row
-            if state == "moving" and row_queue_item_id == cand.queue_item_id:
-                resumed = Decision(Outcome.LOGGED, "resumed: claimed before a restart")
-                results[i] = Recorded(resumed, Claim.RESUMED, stored_message_id=row_id)
-            else:
-                to_record[i] = mark_duplicate(decision)
-        elif key in claimed_keys:
-            to_record[i] = mark_duplicate(decision)
-        elif decision.outcome is Outcome.LOGGED:
-            claimed_keys.add(key)
-            to_claim.append(i)
-        else:
-            to_record[i] = decision
-
-    claimed = await _claim(conn, mailbox, [candidates[i] for i in to_claim], template)
-    for i, claim in zip(to_claim, claimed, strict=True):
-        if claim is None:  # lost to a concurrent transaction holding the same key
-            to_record[i] = mark_duplicate(candidates[i].decision)
-        else:
-            stored_id, entries = claim
-            results[i] = Recorded(candidates[i].decision, Claim.NEW, stored_id, entries)
-
-    order = sorted(to_record)
-    rows = [
-        (candidates[i].queue_item_id, to_record[i], message_id_hash(candidates[i].mail))
-        for i in order
-    ]
-    newly = await _record_disposals(conn, mailbox, rows)
-    for i, new in zip(order, newly, strict=True):
-        results[i] = Recorded(to_record[i], newly_recorded=new)
-
-    assert all(r is not None for r in results)
-    return [r for r in results if r is not None]
-
-
-async def _earlier_disposals(
-    conn: asyncpg.Connection, mailbox: str, queue_item_ids: Sequence[str]
+async def earlier_disposals(
+    conn: asyncpg.Connection, *, mailbox: str, queue_item_ids: Sequence[str]
 ) -> dict[str, Decision]:
+    """The committed non-failed decision of each queue item that has one."""
     rows = await conn.fetch(
         """SELECT queue_item_id, outcome, rule FROM disposal_log
            WHERE mailbox = $1 AND queue_item_id = ANY($2::text[]) AND outcome <> 'failed'""",
@@ -210,9 +105,10 @@ async def _earlier_disposals(
     return {r["queue_item_id"]: Decision(Outcome(r["outcome"]), r["rule"]) for r in rows}
 
 
-async def _existing_claims(
-    conn: asyncpg.Connection, mailbox: str, keys: Sequence[str]
-) -> dict[str, tuple[int, str, str | None]]:
+async def existing_claims(
+    conn: asyncpg.Connection, *, mailbox: str, keys: Sequence[str]
+) -> dict[str, Existing]:
+    """The stored_message rows that hold any of these message keys."""
     if not keys:
         return {}
     rows = await conn.fetch(
@@ -221,13 +117,16 @@ async def _existing_claims(
         mailbox,
         list(set(keys)),
     )
-    return {r["message_key"]: (r["id"], r["state"], r["queue_item_id"]) for r in rows}
+    return {r["message_key"]: Existing(r["id"], r["state"], r["queue_item_id"]) for r in rows}
 
 
-async def _claim(
-    conn: asyncpg.Connection, mailbox: str, cands: Sequence[Candidate], template: Template
+async def insert_claims(
+    conn: asyncpg.Connection, *, mailbox: str, cands: Sequence[Candidate], template: Template
 ) -> list[tuple[int, int] | None]:
-    """Insert stored_message rows (and their entries); None where the key was taken."""
+    """Insert stored_message rows (state 'moving') and their entries.
+
+    Per candidate: (stored_message_id, entries inserted), or None where the key was already
+    taken (by a concurrent transaction: the caller calls that a duplicate)."""
     if not cands:
         return []
     # Insert in key order: two concurrent batches holding the same keys then lock them in
@@ -247,6 +146,22 @@ async def _claim(
         [c.queue_item_id for c in cands],
     )
     ids = {r["message_key"]: r["id"] for r in rows}
+    written = await _insert_entries(conn, ids, cands, template)
+    out: list[tuple[int, int] | None] = []
+    for c in cands:
+        sid = ids.get(c.mail.dedupe_key)
+        out.append(None if sid is None else (sid, written.get(sid, 0)))
+    return out
+
+
+async def _insert_entries(
+    conn: asyncpg.Connection,
+    ids: dict[str, int],
+    cands: Sequence[Candidate],
+    template: Template,
+) -> dict[int, int]:
+    """The entries of the claimed messages (`ids`: key -> stored_message id); per stored
+    message, how many were inserted."""
     entry_rows = [
         (ids[c.mail.dedupe_key], c, e)
         for c in cands
@@ -285,45 +200,45 @@ async def _claim(
         )
         for r in inserted:
             written[r["stored_message_id"]] = written.get(r["stored_message_id"], 0) + 1
-    out: list[tuple[int, int] | None] = []
-    for c in cands:
-        sid = ids.get(c.mail.dedupe_key)
-        out.append(None if sid is None else (sid, written.get(sid, 0)))
-    return out
+    return written
 
 
-async def _record_disposals(
-    conn: asyncpg.Connection, mailbox: str, rows: Sequence[tuple[str, Decision, str]]
+async def insert_disposals(
+    conn: asyncpg.Connection, *, mailbox: str, rows: Sequence[DisposalRow]
 ) -> list[bool]:
-    """Insert non-logged disposal_log rows; True where this call inserted the row."""
+    """Insert disposal_log rows; per row, True where this call inserted it.
+
+    ON CONFLICT DO NOTHING: a queue item already disposed of keeps its first row, so
+    recording is idempotent across retries and restarts ('failed' rows never conflict).
+    Only the accounting path (`pipeline.ledger`) calls this: it counts what was inserted.
+    """
     if not rows:
         return []
     inserted = await conn.fetch(
-        """INSERT INTO disposal_log (mailbox, queue_item_id, outcome, rule, message_id_hash)
-           SELECT $1::text, q, o, r, h FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
-                AS t(q, o, r, h)
+        """INSERT INTO disposal_log
+               (mailbox, queue_item_id, outcome, rule, message_id_hash, stored_message_id)
+           SELECT $1::text, q, o, r, h, s
+           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+                AS t(q, o, r, h, s)
+           ORDER BY q  -- one lock order for concurrent batches: no deadlock
            ON CONFLICT DO NOTHING
-           RETURNING queue_item_id""",
+           RETURNING queue_item_id, stored_message_id""",
         mailbox,
-        [q for q, _, _ in rows],
-        [d.outcome.value for _, d, _ in rows],
-        [d.rule for _, d, _ in rows],
-        [h for _, _, h in rows],
+        [row.queue_item_id for row in rows],
+        [row.outcome.value for row in rows],
+        [row.rule for row in rows],
+        [row.message_id_hash for row in rows],
+        [row.stored_message_id for row in rows],
     )
-    new = {r["queue_item_id"] for r in inserted}
-    return [q in new for q, _, _ in rows]
+    new = {(r["queue_item_id"], r["stored_message_id"]) for r in inserted}
+    return [(row.queue_item_id, row.stored_message_id) in new for row in rows]
 
 
-async def mark_stored(
-    conn: asyncpg.Connection, *, mailbox: str, links: Sequence[StorageLink]
-) -> list[bool]:
-    """Record where logged messages went and their 'logged' disposal rows; call in a transaction.
-
-    Returns, per link, whether this call inserted the disposal_log row. A row already
-    'stored' keeps its first storage link (the reconciler and the pipeline may both finish it).
-    """
+async def mark_stored(conn: asyncpg.Connection, *, links: Sequence[StorageLink]) -> None:
+    """Record where logged messages went: state 'stored'. A row already 'stored' keeps its
+    first storage link (the reconciler and the pipeline may both finish it)."""
     if not links:
-        return []
+        return
     await conn.execute(
         """UPDATE stored_message AS s
            SET storage_item_id = t.item, web_link = t.link, state = 'stored', updated_at = now()
@@ -332,35 +247,6 @@ async def mark_stored(
         [link.stored_message_id for link in links],
         [link.storage_item_id for link in links],
         [link.web_link for link in links],
-    )
-    inserted = await conn.fetch(
-        """INSERT INTO disposal_log
-               (mailbox, queue_item_id, outcome, rule, message_id_hash, stored_message_id)
-           SELECT $1::text, q, 'logged', r, h, s
-           FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) AS t(q, r, h, s)
-           ON CONFLICT DO NOTHING
-           RETURNING stored_message_id""",
-        mailbox,
-        [link.queue_item_id for link in links],
-        [link.rule for link in links],
-        [link.message_id_hash for link in links],
-        [link.stored_message_id for link in links],
-    )
-    new = {r["stored_message_id"] for r in inserted}
-    return [link.stored_message_id in new for link in links]
-
-
-async def record_failed(
-    conn: asyncpg.Connection, *, mailbox: str, queue_item_id: str, rule: str, message_id_hash: str
-) -> None:
-    """Record that a message failed after bounded retries (it stays in the queue)."""
-    await conn.execute(
-        """INSERT INTO disposal_log (mailbox, queue_item_id, outcome, rule, message_id_hash)
-           VALUES ($1, $2, 'failed', $3, $4)""",
-        mailbox,
-        queue_item_id,
-        rule,
-        message_id_hash,
     )
 
 

@@ -10,14 +10,15 @@ left to do. Files are never edited once released; a change is a new file.
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
 
-log = logging.getLogger(__name__)
+from pipeline.logs import get_logger
+
+log = get_logger(__name__)
 
 #: Arbitrary, fixed: the advisory lock key that serialises migrators ("emaillog" in ASCII).
 MIGRATION_LOCK_KEY = 0x656D61696C6C6F67

@@ -9,17 +9,17 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from pipeline.config import Settings
 from pipeline.errors import ConfigError, DatabaseUnavailable, InputError
 from pipeline.store.db import Database, open_database
 from pipeline.store.directory_repo import DirectoryWatcher, export_csv, import_csv, load_directory
 from pipeline.store.migrate import apply_migrations
 from pipeline.store.queries import is_logged
+from tests.settings import make_settings
 
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
-    async with open_database(Settings(database_url=database_url)) as database:
+    async with open_database(make_settings(database_url=database_url).database) as database:
         yield database
 
 
@@ -228,7 +228,7 @@ async def test_export_round_trip(
 
     other_url = await _create_database(pg_server_url)
     async with (
-        open_database(Settings(database_url=other_url)) as other,
+        open_database(make_settings(database_url=other_url).database) as other,
         other.pool.acquire() as conn,
     ):
         for kind, path in zip(
@@ -299,21 +299,23 @@ async def test_watcher_sees_a_new_contact_and_survives_a_lost_connection(db: Dat
 
 async def test_unreachable_server_is_database_unavailable() -> None:
     with pytest.raises(DatabaseUnavailable, match=r"cannot connect to PostgreSQL at 127.0.0.1:1/x"):
-        async with open_database(Settings(database_url="postgresql://u:secret@127.0.0.1:1/x")):
+        async with open_database(
+            make_settings(database_url="postgresql://u:secret@127.0.0.1:1/x").database
+        ):
             pass
 
 
 async def test_malformed_url_is_a_config_error_without_the_password() -> None:
     with pytest.raises(ConfigError) as caught:
-        async with open_database(Settings(database_url="mysql://u:secret@h/x")):
+        async with open_database(make_settings(database_url="mysql://u:secret@h/x").database):
             pass
     assert "secret" not in str(caught.value)
 
 
 async def test_embedded_server_starts_is_shared_and_stops(tmp_path: Path) -> None:
-    settings = Settings(database_url="", data_dir=tmp_path / "data")
-    async with open_database(settings) as outer:
-        async with open_database(settings) as inner:
+    settings = make_settings(database_url="", data_dir=tmp_path / "data")
+    async with open_database(settings.database) as outer:
+        async with open_database(settings.database) as inner:
             assert inner.url == outer.url
             assert "/emaillog?" in inner.url
         # The inner exit did not stop the server the outer one still uses.

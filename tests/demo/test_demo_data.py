@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import io
 
-from pipeline.demo import (
-    OUTCOMES,
-    LiveView,
-    Snapshot,
-    render_block,
-    render_line,
-    sample_outcomes,
-)
-from pipeline.demo_data import (
+from pipeline.cli.demo.checks import sample_outcomes
+from pipeline.cli.demo.data import (
     ALT_ADDRESSES,
     CONTACTS,
     NEVER_LOG,
@@ -21,11 +14,11 @@ from pipeline.demo_data import (
     TEMPLATES,
     expected_counts,
 )
+from pipeline.cli.demo.view import OUTCOMES, LiveView, Snapshot, render_block, render_line
 from pipeline.directory import Directory
 from pipeline.mailparse import parse_mime
-from pipeline.model import Outcome
+from pipeline.model import Outcome, message_id_hash
 from pipeline.rules import Policy, decide
-from pipeline.store.journal import message_id_hash
 
 
 def test_every_sample_gets_its_declared_outcome_from_the_rules() -> None:

@@ -13,9 +13,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline.config import Settings
-from pipeline.demo_data import SAMPLES, expected_counts, expected_entries
+from pipeline.cli.demo.data import SAMPLES, expected_counts, expected_entries
 from pipeline.store.db import open_database
+from tests.settings import make_settings
 
 #: A safety net so a hung demo fails the test instead of blocking the suite; not a measurement.
 RUN_LIMIT_SECONDS = 240
@@ -66,8 +66,8 @@ async def _demo_twice(tmp_path: Path) -> None:
     assert json.loads(first.stdout.splitlines()[-1]) == json.loads(second.stdout.splitlines()[-1])
 
     # What the second run left in its database agrees with the demo data.
-    settings = Settings(data_dir=tmp_path / "demo")
-    async with open_database(settings) as db, db.pool.acquire() as conn:
+    settings = make_settings(data_dir=tmp_path / "demo")
+    async with open_database(settings.database) as db, db.pool.acquire() as conn:
         disposed = await conn.fetchval("SELECT count(*) FROM disposal_log")
         stored = await conn.fetch("SELECT state, storage_item_id FROM stored_message")
         entries = await conn.fetchval("SELECT count(*) FROM interaction_log_entry")

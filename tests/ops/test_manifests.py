@@ -17,7 +17,7 @@ from tests.ops import METRICS, OPS, REPO, exported_metrics, metric_names
 K8S = OPS / "k8s"
 YAML_FILES = sorted([*OPS.rglob("*.yml"), *OPS.rglob("*.yaml")])
 KNOWN_VARIABLES = set(Settings.variables())
-DEFAULT_DRAIN_SECONDS = Settings().drain_timeout_seconds
+DEFAULT_DRAIN_SECONDS = Settings().limits.drain_timeout_seconds
 
 
 def load(name: str) -> Any:

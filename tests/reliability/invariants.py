@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from pipeline.store.journal import hash_key
+from pipeline.model import hash_key
 from tests.reliability.mail import Delivered
 from tests.service.harness import MAILBOX, QUEUE, STORAGE
 

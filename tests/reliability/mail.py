@@ -13,7 +13,6 @@ import itertools
 from dataclasses import dataclass
 
 from exchange_sim import SimulatorThread
-from exchange_sim.sideband import resolve_folder
 from pipeline.model import Outcome
 from tests.conftest import CORPUS
 from tests.service.harness import (
@@ -180,13 +179,7 @@ def deliver(sim: SimulatorThread, item: Letter) -> Delivered:
     if item.transport and not item.draft:
         item_id = sim.deliver(MAILBOX, QUEUE, item.raw)
     else:
-
-        def create() -> str:
-            store = sim.state.store
-            folder = resolve_folder(store, MAILBOX, QUEUE)
-            return store.create(folder, item.raw, is_draft=item.draft, is_read=False).id
-
-        item_id = sim.call(create)
+        item_id = sim.create_item(MAILBOX, QUEUE, item.raw, is_draft=item.draft, is_read=False)
     return Delivered(item.name, item_id, item.message_id, item.expect, item.entries)
 
 

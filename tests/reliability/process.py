@@ -7,7 +7,6 @@ Every wait has a deadline that guards against hangs (never a measurement).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -51,15 +50,7 @@ RELIABILITY_SETTINGS: dict[str, Any] = {
 def environment(settings: Settings, crash_at: str | None = None) -> dict[str, str]:
     """The process environment for `settings` (every field as its EMAILLOG_ variable)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
-    for field in dataclasses.fields(Settings):
-        value = getattr(settings, field.name)
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, tuple):
-            text = ",".join(value)
-        else:
-            text = str(value)
-        env[PREFIX + field.name.upper()] = text
+    env.update(settings.environment())
     if crash_at:
         env[CRASH_VARIABLE] = crash_at
     return env
@@ -98,7 +89,7 @@ class ServiceProcess:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.http_port}"
+        return f"http://127.0.0.1:{self.settings.http.port}"
 
     def alive(self) -> bool:
         return self.proc.poll() is None

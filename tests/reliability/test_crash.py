@@ -58,7 +58,7 @@ def test_crash_mid_move_batch_with_a_partial_move_failure(scenario: Scenario) ->
     scenario.sim.fail_items([delivered[0].item_id], ops=("MoveItem",), times=1)
     doomed = scenario.start(crash_at="after_move", move_batch_messages=20, batch_wait_ms=200)
     doomed.wait_crashed()
-    assert not scenario.sim.state.faults.item_failures.get("MoveItem")  # it was refused once
+    assert not scenario.sim.fault_status().item_failures.get("MoveItem")  # it was refused once
 
     outcomes = scenario.finish(scenario.start())
     assert all(outcomes.by_item[d.item_id] == "logged" for d in delivered)

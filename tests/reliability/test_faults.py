@@ -73,7 +73,7 @@ def move_and_delete_fail_then_succeed(scenario: Scenario, service: ServiceProces
         code="ErrorInternalServerError",
     )
     sim.set_latency(0)
-    wait_for(lambda: not any(sim.state.faults.item_failures.values()), "every item fault used")
+    wait_for(lambda: not any(sim.fault_status().item_failures.values()), "every item fault used")
 
 
 def connection_limit(scenario: Scenario, service: ServiceProcess) -> None:
@@ -126,7 +126,7 @@ def test_server_busy_while_starting(scenario: Scenario) -> None:
     scenario.deliver(mixed_batch())  # waiting in the queue before start
     scenario.sim.set_busy(4, back_off_ms=100)  # the first requests are the folder lookups
     service = scenario.start()
-    assert scenario.sim.state.faults.busy_remaining == 0
+    assert scenario.sim.fault_status().busy_remaining == 0
     outcomes = scenario.finish(service)
     assert "failed" not in outcomes.by_item.values()
 

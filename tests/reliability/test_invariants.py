@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.model import Outcome
-from pipeline.store.journal import hash_key
+from pipeline.model import Outcome, hash_key
 from tests.reliability.invariants import Snapshot, violations
 from tests.reliability.mail import Delivered
 

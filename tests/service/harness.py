@@ -20,10 +20,10 @@ import asyncpg
 from exchange_sim import Simulator
 from pipeline.config import Settings
 from pipeline.metrics import Metrics
-from pipeline.model import Outcome
+from pipeline.model import Outcome, hash_key
 from pipeline.service import serve
-from pipeline.store.journal import hash_key
 from pipeline.store.migrate import apply_migrations
+from tests.settings import make_settings
 
 MAILBOX = "queue@example.com"
 QUEUE = "Email Logging/Queue"
@@ -123,7 +123,7 @@ def settings_for(sim: Simulator, database_url: str, **overrides: Any) -> Setting
         "drain_timeout_seconds": 20.0,
     }
     values.update(overrides)
-    return Settings(**values)
+    return make_settings(**values)
 
 
 class Service:

@@ -8,7 +8,6 @@ import asyncpg
 import pytest
 
 from exchange_sim import Simulator
-from exchange_sim.sideband import resolve_folder
 from pipeline.model import Outcome
 from tests.service.harness import (
     BOSS,
@@ -45,8 +44,7 @@ async def test_every_rule_end_to_end(sim: Simulator, db: str) -> None:
     async with running(settings) as service:
         for name, (raw, _) in messages.items():
             if name == "draft":  # saved by a client, not delivered by transport
-                queue = resolve_folder(sim.state.store, MAILBOX, QUEUE)
-                sim.state.store.create(queue, raw, is_draft=True, is_read=False)
+                sim.create_item(MAILBOX, QUEUE, raw, is_draft=True, is_read=False)
             else:
                 sim.deliver(MAILBOX, QUEUE, raw)
         await service.until(lambda: service.settled(sim, len(messages)))
@@ -72,7 +70,7 @@ async def test_every_rule_end_to_end(sim: Simulator, db: str) -> None:
         assert service.value("emaillog_in_flight_messages") == 0
         assert service.value("emaillog_last_disposed_timestamp_seconds") > 0
         async with aiohttp.ClientSession() as http:
-            base = f"http://127.0.0.1:{settings.http_port}"
+            base = f"http://127.0.0.1:{settings.http.port}"
             async with http.get(base + "/metrics") as resp:
                 exposition = await resp.text()
             async with http.get(base + "/readyz") as resp:

@@ -1,4 +1,5 @@
-"""The exactly-once SQL against real PostgreSQL: claim, rule 3, resume, idempotent records."""
+"""The exactly-once journal against real PostgreSQL: the dedupe step's claim plan run as SQL
+(claim, rule 3, resume, keep an earlier decision) and the ledger's idempotent records."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
+from pipeline.claims import Claim, Recorded
 from pipeline.directory import Template
 from pipeline.errors import DatabaseUnavailable
-from pipeline.model import Decision, Direction, Entry, InitiatedBy, Mail, Outcome
+from pipeline.ledger import Book, Ledger
+from pipeline.metrics import Metrics
+from pipeline.model import Candidate, Decision, Direction, Entry, InitiatedBy, Mail, Outcome
+from pipeline.stages.dedupe import record_decisions
 from pipeline.store import journal
-from pipeline.store.journal import Candidate, Claim, StorageLink
+from pipeline.store.journal import DisposalRow, StorageLink
 
 MAILBOX = "queue@example.com"
 TEMPLATE = Template("EMAIL", "E-mail", "EMAILS", Decimal("1.50"), Decimal("3"))
@@ -42,16 +47,23 @@ UNREGISTERED = Decision(Outcome.UNREGISTERED, "Rule 7")
 SENSITIVE = Decision(Outcome.SENSITIVE, "Rule 1")
 
 
-async def record(pool: asyncpg.Pool, *cands: Candidate) -> list[journal.Recorded]:
-    async with pool.acquire() as conn, conn.transaction():
-        return await journal.record_decisions(
-            conn, mailbox=MAILBOX, candidates=cands, template=TEMPLATE
-        )
+def ledger(pool: asyncpg.Pool) -> Ledger:
+    return Ledger(
+        pool,
+        mailbox=MAILBOX,
+        metrics=Metrics(),
+        max_in_flight_messages=10,
+        retry_max_wait_seconds=1,
+    )
+
+
+async def record(pool: asyncpg.Pool, *cands: Candidate) -> list[Recorded]:
+    async with ledger(pool).transaction() as book:
+        return await record_decisions(book, cands, TEMPLATE)
 
 
 async def mark(pool: asyncpg.Pool, *links: StorageLink) -> list[bool]:
-    async with pool.acquire() as conn, conn.transaction():
-        return await journal.mark_stored(conn, mailbox=MAILBOX, links=links)
+    return await ledger(pool).record_stored(links)
 
 
 def link(stored_id: int, queue_item: str, storage_item: str = "S1") -> StorageLink:
@@ -171,11 +183,9 @@ async def test_mark_stored_records_the_link_once(pool: asyncpg.Pool) -> None:
 
 
 async def test_failed_rows_do_not_block_a_later_disposal(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as conn:
-        for _ in range(2):
-            await journal.record_failed(
-                conn, mailbox=MAILBOX, queue_item_id="Q1", rule="boom", message_id_hash="h"
-            )
+    for _ in range(2):
+        async with ledger(pool).transaction() as book:
+            await book.record([DisposalRow("Q1", Outcome.FAILED, "boom", "h")])
     [rec] = await record(pool, Candidate("Q1", mail(), UNREGISTERED))
 
     assert rec.newly_recorded and rec.decision.outcome is Outcome.UNREGISTERED
@@ -196,20 +206,14 @@ async def test_concurrent_claims_of_one_message_log_it_once(pool: asyncpg.Pool) 
     async with pool.acquire() as first_conn, pool.acquire() as second_conn:
         tx = first_conn.transaction()
         await tx.start()
-        [first] = await journal.record_decisions(
-            first_conn,
-            mailbox=MAILBOX,
-            candidates=[Candidate("Q1", mail(), LOGGED)],
-            template=TEMPLATE,
+        [first] = await record_decisions(
+            Book(first_conn, MAILBOX), [Candidate("Q1", mail(), LOGGED)], TEMPLATE
         )
 
-        async def second_batch() -> list[journal.Recorded]:
+        async def second_batch() -> list[Recorded]:
             async with second_conn.transaction():
-                return await journal.record_decisions(
-                    second_conn,
-                    mailbox=MAILBOX,
-                    candidates=[Candidate("Q2", mail(), LOGGED)],
-                    template=TEMPLATE,
+                return await record_decisions(
+                    Book(second_conn, MAILBOX), [Candidate("Q2", mail(), LOGGED)], TEMPLATE
                 )
 
         # The second transaction read no row yet, so only the unique key can stop it: its

@@ -20,15 +20,24 @@ import pytest
 from pgserver._commands import pg_ctl
 
 from exchange_sim import Simulator
-from exchange_sim.sideband import resolve_folder
 from pipeline.directory import Template
-from pipeline.inflight import InFlight
+from pipeline.ledger import Book, Ledger
 from pipeline.metrics import Metrics
-from pipeline.model import Decision, Direction, Entry, InitiatedBy, Mail, MailRef, Outcome
+from pipeline.model import (
+    Candidate,
+    Decision,
+    Direction,
+    Entry,
+    InitiatedBy,
+    Mail,
+    MailRef,
+    Outcome,
+    hash_key,
+)
 from pipeline.reconciler import RULE_RECONCILED, Reconciler, Report
 from pipeline.sources import Fetched, Stored
 from pipeline.sources.ews import EwsSource
-from pipeline.store import journal
+from pipeline.stages.dedupe import record_decisions
 from tests.service.harness import (
     BUYER,
     MAILBOX,
@@ -110,7 +119,7 @@ async def test_database_restart_mid_run_pauses_and_resumes(
 ) -> None:
     await prepare_database(own_pg.url)
     settings = settings_for(sim, own_pg.url)
-    ready_url = f"http://127.0.0.1:{settings.http_port}/readyz"
+    ready_url = f"http://127.0.0.1:{settings.http.port}/readyz"
     async with running(settings) as service:
         logged = deliver_mix(sim, 10)
         await service.until(lambda: service.settled(sim, 10))
@@ -161,7 +170,7 @@ async def test_poison_message_fails_after_bounded_retries_and_blocks_nothing(
     assert [r["queue_item_id"] for r in failed] == [poison]
     assert "ErrorAccessDenied" in failed[0]["rule"]
     assert poison_id is not None
-    assert failed[0]["message_id_hash"] == journal.hash_key(poison_id)
+    assert failed[0]["message_id_hash"] == hash_key(poison_id)
 
 
 async def test_half_done_claims_are_finished_once_at_start(sim: Simulator, db: str) -> None:
@@ -177,14 +186,13 @@ async def test_half_done_claims_are_finished_once_at_start(sim: Simulator, db: s
     conn = await asyncpg.connect(db)
     try:
         async with conn.transaction():
-            await journal.record_decisions(
-                conn,
-                mailbox=MAILBOX,
-                candidates=[
-                    journal.Candidate(queued, Mail(mid_a, "a" * 64), decision),
-                    journal.Candidate("moved-before-the-crash", Mail(mid_b, "b" * 64), decision),
+            await record_decisions(
+                Book(conn, MAILBOX),
+                [
+                    Candidate(queued, Mail(mid_a, "a" * 64), decision),
+                    Candidate("moved-before-the-crash", Mail(mid_b, "b" * 64), decision),
                 ],
-                template=Template("EMAIL", "", "", Decimal(0), Decimal(0)),
+                Template("EMAIL", "", "", Decimal(0), Decimal(0)),
             )
     finally:
         await conn.close()
@@ -211,11 +219,10 @@ async def test_reconciler_finds_claims_without_message_id_by_their_key(
     # A crashed run left three claims of messages without a Message-ID in 'moving': one
     # moved before the crash (its queue item id no longer exists), one still in the queue,
     # one removed from the queue by hand.
-    queue = resolve_folder(sim.state.store, MAILBOX, QUEUE)
     created = [
-        sim.state.store.create(
-            queue, mime(sender=SALES, to=BUYER, message_id=None)[0], is_draft=False, is_read=True
-        ).id
+        sim.create_item(
+            MAILBOX, QUEUE, mime(sender=SALES, to=BUYER, message_id=None)[0], is_read=True
+        )
         for _ in range(2)
     ]
     moved_id, queued_id = created
@@ -230,18 +237,25 @@ async def test_reconciler_finds_claims_without_message_id_by_their_key(
         entry = Entry("C1", "CO1", "", "SP1", Direction.OUTBOUND, InitiatedBy.US, None, "Quote")
         decision = Decision(Outcome.LOGGED, "Rule 4", Direction.OUTBOUND, (entry,))
         async with asyncpg.create_pool(db, min_size=1, max_size=2) as pool:
-            async with pool.acquire() as conn, conn.transaction():
-                await journal.record_decisions(
-                    conn,
-                    mailbox=MAILBOX,
-                    candidates=[
-                        journal.Candidate(moved_id, moved_mail, decision),
-                        journal.Candidate(queued_id, queued_mail, decision),
-                        journal.Candidate("removed-by-hand", Mail(None, "f" * 64), decision),
+            metrics = Metrics()
+            ledger = Ledger(
+                pool,
+                mailbox=MAILBOX,
+                metrics=metrics,
+                max_in_flight_messages=10,
+                retry_max_wait_seconds=1,
+            )
+            async with ledger.transaction() as book:
+                await record_decisions(
+                    book,
+                    [
+                        Candidate(moved_id, moved_mail, decision),
+                        Candidate(queued_id, queued_mail, decision),
+                        Candidate("removed-by-hand", Mail(None, "f" * 64), decision),
                     ],
-                    template=Template("EMAIL", "", "", Decimal(0), Decimal(0)),
+                    Template("EMAIL", "", "", Decimal(0), Decimal(0)),
                 )
-            reconciler = Reconciler(pool, source, InFlight(10), Metrics())
+            reconciler = Reconciler(pool, source, ledger, metrics)
             assert await reconciler.run_once() == Report(completed=2, unresolved=1)
             assert await reconciler.run_once() == Report(completed=0, unresolved=1)
             rows = await pool.fetch(

@@ -90,7 +90,7 @@ def recorder() -> Recorder:
 def sim(recorder: Recorder) -> Iterator[SimulatorThread]:
     """A running simulator; at teardown every response it sent must be schema-valid."""
     with SimulatorThread(sim_config()) as running:
-        running.state.recorder = recorder
+        running.record_responses(recorder)
         yield running
     exchangelib.close_connections()
     assert recorder.invalid() == []

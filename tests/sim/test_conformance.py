@@ -13,7 +13,7 @@ from exchangelib import Account
 from exchange_sim import SimulatorThread
 from tests.conftest import SHARED
 
-from .conftest import MAILBOX, QUEUE, message, sim_config, validate_ews
+from .conftest import MAILBOX, QUEUE, Recorder, message, sim_config, validate_ews
 from .test_workflow import EVENTS, queue_of
 
 SAMPLES = sorted((SHARED / "ews-conformance" / "samples").glob("*-request.xml"))
@@ -151,9 +151,11 @@ def test_bad_ids_and_change_keys_are_per_item_errors(sim: SimulatorThread) -> No
     ]
 
 
-def test_every_response_has_server_version_info(sim: SimulatorThread, account: Account) -> None:
+def test_every_response_has_server_version_info(
+    sim: SimulatorThread, account: Account, recorder: Recorder
+) -> None:
     queue_of(account).refresh()
-    for op, body in sim.state.recorder.responses:  # type: ignore[union-attr]
+    for op, body in recorder.responses:
         assert b'<h:ServerVersionInfo MajorVersion="15" MinorVersion="1"' in body, op
 
 

@@ -27,7 +27,7 @@ from .test_workflow import EVENTS, queue_of, storage_of
 
 def wait_for_open_stream(sim: SimulatorThread) -> None:
     deadline = time.monotonic() + 10
-    while not sim.state.streams.open:
+    while not sim.snapshot().open_streams:
         if time.monotonic() > deadline:
             raise AssertionError("no stream opened")
         time.sleep(0.01)
@@ -175,4 +175,5 @@ def test_requests_succeed_under_random_latency(sim: SimulatorThread, account: Ac
     sim.set_latency(30, 60)
     queue_of(account).refresh()
     sim.set_latency(0)
-    assert sim.state.faults.latency_seconds() == 0.0
+    status = sim.fault_status()
+    assert (status.latency_min_ms, status.latency_max_ms) == (0.0, 0.0)

@@ -14,7 +14,7 @@ import requests
 from exchangelib import Account
 from exchangelib.errors import ErrorItemNotFound, ErrorServerBusy
 
-from exchange_sim import Simulator, SimulatorThread
+from exchange_sim import FaultStatus, Simulator, SimulatorThread
 from tests.conftest import REPO
 
 from .conftest import MAILBOX, QUEUE, STORAGE, make_account, message
@@ -79,19 +79,77 @@ def test_faults_over_http(sim: SimulatorThread, account: Account) -> None:
     assert isinstance(failed, ErrorItemNotFound)
     requests.post(f"{base}/latency", params={"ms": 1}).raise_for_status()
     requests.post(f"{base}/max-connections", params={"limit": 5}).raise_for_status()
-    assert sim.state.faults.max_connections == 5
+    assert requests.get(base).json()["max_connections"] == 5
     sub_id = queue.subscribe_to_streaming(event_types=["NewMailEvent"])
     expired = requests.post(
         f"{base}/expire-subscriptions", params={"code": "ErrorInvalidSubscription"}
     ).json()
     assert expired == {"expired": [sub_id]}
     assert requests.post(f"{base}/drop-streams").json() == {"dropped": 0}
+    assert requests.post(f"{base}/lose-events").json() == {"lost": 0}
     requests.post(f"{base}/reset").raise_for_status()
-    assert sim.state.faults.latency_seconds() == 0.0
-    assert sim.state.faults.max_connections is None
+    armed = requests.get(base).json()
+    assert (armed["latency_min_ms"], armed["latency_max_ms"]) == (0.0, 0.0)
+    assert armed["max_connections"] is None
     assert len(account.bulk_move(ids=[(item_id, None)], to_folder=storage)) == 1
     state = requests.get(f"{sim.base_url}/_sim/state").json()
     assert state["items"] == 1 and state["subscriptions"] == 0
+
+
+def test_snapshot_counts_what_the_simulator_holds(sim: SimulatorThread, account: Account) -> None:
+    before = sim.snapshot()
+    assert before.mailboxes == (MAILBOX, "other@example.com")
+    sim.deliver(MAILBOX, QUEUE, message(1))
+    queue_of(account).refresh()
+    after = sim.snapshot()
+    assert after.items == before.items + 1
+    assert after.requests_served > before.requests_served
+    assert (after.in_flight, after.open_streams, after.subscriptions) == (0, 0, 0)
+    over_http = requests.get(f"{sim.base_url}/_sim/state").json()
+    assert over_http["items"] == after.items and over_http["mailboxes"] == list(after.mailboxes)
+
+
+def test_fault_status_shows_what_is_armed(sim: SimulatorThread) -> None:
+    item_id = sim.deliver(MAILBOX, QUEUE, message(1))
+    sim.set_busy(2, back_off_ms=100)
+    sim.set_latency(5, 10)
+    sim.set_max_connections(3)
+    sim.fail_items([item_id], ops=("MoveItem",), times=1)
+    assert sim.fault_status() == FaultStatus(
+        busy_remaining=2,
+        busy_back_off_ms=100,
+        latency_min_ms=5,
+        latency_max_ms=10,
+        max_connections=3,
+        item_failures={"MoveItem": (item_id,)},
+    )
+    assert requests.get(f"{sim.base_url}/_sim/faults").json()["item_failures"] == {
+        "MoveItem": [item_id]
+    }
+    sim.reset_faults()
+    assert sim.fault_status() == FaultStatus(0, 1500, 0.0, 0.0, None, {})
+
+
+def test_create_item_is_not_a_delivery(sim: SimulatorThread, account: Account) -> None:
+    item_id = sim.create_item(MAILBOX, QUEUE, message(5, Message_ID=""), is_read=False)
+    [entry] = sim.list_items(MAILBOX, QUEUE)
+    assert entry["id"] == item_id
+    assert entry["message_id"] is None and entry["is_draft"] is False  # no Message-ID added
+    [item] = account.fetch(ids=[(item_id, None)], only_fields=["is_read", "is_draft"])
+    assert item.is_read is False and item.is_draft is False
+
+
+def test_lost_events_never_reach_the_subscription(sim: SimulatorThread, account: Account) -> None:
+    queue = queue_of(account)
+    sub_id, watermark = queue.subscribe_to_pull(event_types=["NewMailEvent"])
+    sim.deliver(MAILBOX, QUEUE, message(1))
+    assert sim.lose_events() == 1
+    [idle] = list(queue.get_events(sub_id, watermark))
+    assert [type(e).__name__ for e in idle.events] == ["StatusEvent"]
+    later = sim.deliver(MAILBOX, QUEUE, message(2))  # the subscription still works
+    events = [e for n in queue.get_events(sub_id, idle.events[-1].watermark) for e in n.events]
+    assert [e.item_id.id for e in events] == [later]
+    queue.unsubscribe(sub_id)
 
 
 def test_bad_side_channel_parameters_are_400(sim: SimulatorThread) -> None:

@@ -366,7 +366,7 @@ async def test_ntlm_state_is_dropped_when_the_connection_closes(serve: Serve) ->
     # White-box: the per-connection NTLM table of the middleware the app is using.
     config = AuthConfig(mode="ntlm", users=USERS)
     middleware = auth_middleware(config)
-    table = middleware.__self__._ntlm  # type: ignore[attr-defined]
+    table = middleware.__self__.ntlm.connections  # type: ignore[attr-defined]
     served = await serve(config, middleware)
 
     def handshake_and_count() -> tuple[int, int]:

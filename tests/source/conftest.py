@@ -15,6 +15,7 @@ from exchange_sim import Simulator
 from pipeline.config import Settings
 from pipeline.model import MailRef
 from pipeline.sources.ews import EwsSource
+from tests.settings import make_settings
 
 MAILBOX = "queue@example.com"
 QUEUE = "Email Logging/Queue"
@@ -106,7 +107,7 @@ def settings_for(sim: Simulator, **overrides: Any) -> Settings:
         "ews_timeout_seconds": 30.0,
     }
     values.update(overrides)
-    return Settings(**values)
+    return make_settings(**values)
 
 
 @pytest.fixture

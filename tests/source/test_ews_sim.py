@@ -8,7 +8,6 @@ import pytest
 from _pytest.monkeypatch import MonkeyPatch
 
 from exchange_sim import Simulator
-from exchange_sim.sideband import resolve_folder
 from pipeline.errors import FolderNotFound, ItemGone, SourceUnavailable, Throttled
 from pipeline.model import Address, MailRef, Sensitivity
 from pipeline.sources import Disposal, Fetched, Stored
@@ -33,7 +32,7 @@ async def wait_streaming(sim: Simulator, source: EwsSource) -> None:
     """Until the source has subscribed, caught up and opened GetStreamingEvents: from then
     on only the stream can report a delivery."""
     async with asyncio.timeout(WAIT_SECONDS):
-        while not (source.connected and sim.state.streams.open):
+        while not (source.connected and sim.snapshot().open_streams):
             await asyncio.sleep(0.01)
 
 
@@ -139,16 +138,16 @@ async def test_stream_renewed_when_the_server_closes_it(events: Recorder) -> Non
             arrivals = source.arrivals()
             first = asyncio.ensure_future(next_ref(arrivals))
             await wait_streaming(sim, source)
-            streams_before = sim.state.requests_served
+            streams_before = sim.snapshot().requests_served
             # Wait through several Closed -> GetStreamingEvents renewals.
             async with asyncio.timeout(WAIT_SECONDS):
-                while sim.state.requests_served < streams_before + 3:
+                while sim.snapshot().requests_served < streams_before + 3:
                     await asyncio.sleep(0.05)
             item_id = sim.deliver(MAILBOX, QUEUE, mime())
             assert (await first).item_id == item_id
             # Renewing reuses the subscription: no reconnect, one subscription.
             assert events.reconnects == 0
-            assert len(sim.state.subscriptions.active) == 1
+            assert sim.snapshot().subscriptions == 1
         finally:
             await source.close()
 
@@ -164,8 +163,7 @@ async def test_safety_resync_finds_mail_whose_event_was_lost(events: Recorder) -
             await wait_streaming(sim, source)
             item_id = sim.deliver(MAILBOX, QUEUE, mime())
             # The server loses the events silently (the stream cannot run before we yield).
-            for subscription in sim.state.subscriptions.active.values():
-                subscription.events.clear()
+            sim.lose_events()
             assert (await first).item_id == item_id
             assert events.reconnects == 0
         finally:
@@ -190,7 +188,7 @@ async def test_stream_dropped_mid_body_resubscribes_and_catches_up(
     assert (await next_ref(arrivals)).item_id == after
     assert events.connected[:3] == [True, False, True]
     # The dropped subscription was unsubscribed, not left to count against the limit.
-    assert len(sim.state.subscriptions.active) == 1
+    assert sim.snapshot().subscriptions == 1
 
 
 @pytest.mark.parametrize("code", ["ErrorSubscriptionNotFound", "ErrorInvalidSubscription"])
@@ -235,7 +233,7 @@ async def test_close_stops_the_stream_thread_and_unsubscribes(
     assert not thread.is_alive()
     assert not source.connected
     assert events.connected == [True, False]
-    assert len(sim.state.subscriptions.active) == 0
+    assert sim.snapshot().subscriptions == 0
     pending.cancel()
 
 
@@ -323,11 +321,11 @@ async def test_fetch_reports_vanished_items_inline_in_input_order(
 
 
 async def test_empty_batches_make_no_request(sim: Simulator, source: EwsSource) -> None:
-    served = sim.state.requests_served
+    served = sim.snapshot().requests_served
     assert await source.fetch([]) == []
     assert await source.move_to_storage([]) == []
     assert await source.dispose([], Disposal.HARD_DELETE) == []
-    assert sim.state.requests_served == served
+    assert sim.snapshot().requests_served == served
 
 
 # --- move and dispose ---
@@ -426,8 +424,7 @@ async def test_find_by_message_id_in_queue_and_storage(sim: Simulator, source: E
 
 def create(sim: Simulator, folder: str, raw: bytes) -> str:
     """CreateItem, as a client saves a sent message: a missing Message-ID stays missing."""
-    target = resolve_folder(sim.state.store, MAILBOX, folder)
-    return sim.state.store.create(target, raw, is_draft=False, is_read=True).id
+    return sim.create_item(MAILBOX, folder, raw, is_draft=False, is_read=True)
 
 
 async def keys_of(source: EwsSource, item_ids: list[str]) -> list[str]:

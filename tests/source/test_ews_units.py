@@ -30,7 +30,7 @@ from exchangelib.properties import (
 )
 from lxml import etree
 
-from pipeline.config import Settings
+from pipeline.config import FolderPath
 from pipeline.errors import (
     ConfigError,
     FolderNotFound,
@@ -42,7 +42,7 @@ from pipeline.errors import (
 )
 from pipeline.model import Address, MailRef, Sensitivity, content_hash
 from pipeline.sources.ews import _MoveItemOnePerInput
-from pipeline.sources.ews_connect import FolderPath, configuration
+from pipeline.sources.ews_connect import configuration
 from pipeline.sources.ews_convert import (
     align,
     call_error,
@@ -55,6 +55,7 @@ from pipeline.sources.ews_stream import (
     connection_minutes,
     failure_delay,
 )
+from tests.settings import make_settings
 
 SENT = EWSDateTime(2024, 3, 4, 10, 0, 0, tzinfo=EWS_UTC)
 RECEIVED = EWSDateTime(2024, 3, 4, 10, 0, 5, tzinfo=EWS_UTC)
@@ -242,11 +243,11 @@ def test_folder_paths(raw: str, public: bool, parts: tuple[str, ...]) -> None:
 
 def test_empty_folder_path_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
-        FolderPath.parse("public:/")
+        make_settings(queue_folder="public:/")
 
 
 def test_configuration_sizes_the_pool_and_never_probes() -> None:
-    settings = Settings(
+    settings = make_settings(
         ews_url="https://mail.example.test/EWS/Exchange.asmx",
         ews_mailbox="queue@example.test",
         ews_auth="ntlm",
@@ -255,7 +256,7 @@ def test_configuration_sizes_the_pool_and_never_probes() -> None:
         ews_version="15.2",
         ews_worker_threads=3,
     )
-    config, access_type = configuration(settings)
+    config, access_type = configuration(settings.source.ews)
     assert config.max_connections == 1 + 3 + 1
     assert config.auth_type == "NTLM"
     assert access_type == "delegate"
@@ -265,7 +266,7 @@ def test_configuration_sizes_the_pool_and_never_probes() -> None:
 
 
 def test_oauth2_impersonates_and_honours_the_token_url_override() -> None:
-    settings = Settings(
+    settings = make_settings(
         ews_url="https://mail.example.test/EWS/Exchange.asmx",
         ews_mailbox="queue@example.test",
         ews_auth="oauth2",
@@ -274,7 +275,7 @@ def test_oauth2_impersonates_and_honours_the_token_url_override() -> None:
         ews_tenant_id="tenant",
         ews_token_url="http://127.0.0.1:1/token",
     )
-    config, access_type = configuration(settings)
+    config, access_type = configuration(settings.source.ews)
     assert access_type == "impersonation"
     assert config.credentials.token_url == "http://127.0.0.1:1/token"
 

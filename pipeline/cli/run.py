@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import signal
 
 from pipeline import __version__, logs
+from pipeline.cli.common import Subparsers, until_signalled
 from pipeline.config import Settings
+from pipeline.logs import get_logger
 from pipeline.service import serve
 
-log = logging.getLogger("emaillog.run")
+log = get_logger(__name__)
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "run",
         help="run the service: watch the queue folder and log interactions",
@@ -31,10 +31,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     settings.check_service()  # a ConfigError: cli.main prints each problem and exits 2
-    logs.configure(settings.log_level, settings.log_format)
+    logs.configure(settings.log.level, settings.log.format)
     log.info("starting", extra={"fields": {"version": __version__, "config": settings.redacted()}})
     try:
-        asyncio.run(_serve_until_signalled(settings))
+        asyncio.run(_serve(settings))
     except ExceptionGroup as group:
         # A task crashed and the TaskGroup cancelled the rest: log each cause, exit non-zero
         # so the orchestrator restarts us.
@@ -44,13 +44,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _serve_until_signalled(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+async def _serve(settings: Settings) -> None:
+    async with until_signalled() as stop:
         await serve(settings, shutdown=stop.wait)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)

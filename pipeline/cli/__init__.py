@@ -1,8 +1,16 @@
 """`emaillog`: the command line. `main()` is the console script and `python -m pipeline`.
 
-Each command lives in its own module with `add_parser(subparsers)`, which registers the
-command and sets `handler=<function(args, settings) -> exit code>`. This module only builds
-the parser, loads the settings and turns errors into one line each on stderr:
+One module per command, each with `add_parser(subparsers)` (see `common.AddParser`):
+
+    migrate.py    `emaillog migrate`: apply the database migrations
+    directory.py  `emaillog directory import|export`: the directory as CSV files
+    explain.py    `emaillog explain`: which rule fires for a message, nothing written
+    run.py        `emaillog run`: the service, until SIGTERM or SIGINT
+    demo/         `emaillog demo`: the service against exchange_sim, on demo data
+    common.py     what the commands share: logging, error lines, the signal handling
+
+This module only builds the parser, loads the settings and turns errors into one line
+each on stderr:
 
     exit 0  success
     exit 1  a runtime error (database unreachable, bad input file, ...)
@@ -12,27 +20,26 @@ the parser, loads the settings and turns errors into one line each on stderr:
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from pipeline import __version__, cli_directory, cli_explain, cli_migrate, cli_run, demo
+from pipeline import __version__
+from pipeline.cli import demo, directory, explain, migrate, run
+from pipeline.cli.common import AddParser, error
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, EmailLogError
+from pipeline.errors import ConfigError, EmailLogError, describe
+from pipeline.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
-AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
-
-#: Every command, in `--help` order. To add one (`run`, `demo`): write a module with
+#: Every command, in `--help` order. To add one: write a module with
 #: `add_parser(subparsers)` and list it here.
 COMMANDS: tuple[AddParser, ...] = (
-    cli_migrate.add_parser,
-    cli_directory.add_parser,
-    cli_explain.add_parser,
-    cli_run.add_parser,
+    migrate.add_parser,
+    directory.add_parser,
+    explain.add_parser,
+    run.add_parser,
     demo.add_parser,
-    # --- commands of the service and the demo go here (pipeline/cli_run.py, pipeline/demo.py)
 )
 
 
@@ -75,9 +82,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # a bug: still one line for the user, the traceback at DEBUG
         log.debug("unexpected error", exc_info=True)
-        error(f"unexpected {type(exc).__name__}: {exc} (EMAILLOG_LOG_LEVEL=DEBUG shows details)")
+        error(f"unexpected {describe(exc)} (EMAILLOG_LOG_LEVEL=DEBUG shows details)")
         return 1
-
-
-def error(message: str) -> None:
-    print(f"emaillog: error: {message}", file=sys.stderr)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from pipeline.cli_support import configure_command_logging
+from pipeline.cli.common import Subparsers, configure_command_logging
 from pipeline.config import Settings
 from pipeline.store.db import open_database
 from pipeline.store.migrate import apply_migrations
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "migrate",
         help="create or upgrade the database schema",
@@ -33,5 +33,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _migrate(settings: Settings) -> list[str]:
-    async with open_database(settings, migrate=False) as db, db.pool.acquire() as conn:
+    async with open_database(settings.database, migrate=False) as db, db.pool.acquire() as conn:
         return await apply_migrations(conn)

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from pipeline.cli_support import configure_command_logging
+from pipeline.cli.common import Subparsers, configure_command_logging
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, InputError
 from pipeline.store.db import open_database
@@ -20,7 +20,7 @@ _OPTION: dict[Kind, str] = {
 }
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "directory",
         help="import or export salespersons, contacts, alternative addresses, templates",
@@ -70,7 +70,7 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _import(settings: Settings, files: list[tuple[Kind, Path]]) -> None:
-    async with open_database(settings) as db, db.pool.acquire() as conn:
+    async with open_database(settings.database) as db, db.pool.acquire() as conn:
         for kind, path in files:
             try:
                 count = await import_csv(conn, kind, path)
@@ -89,7 +89,7 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _export(settings: Settings, directory: Path) -> list[Path]:
-    async with open_database(settings) as db, db.pool.acquire() as conn:
+    async with open_database(settings.database) as db, db.pool.acquire() as conn:
         try:
             return await export_csv(conn, directory)
         except OSError as exc:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli_support import configure_command_logging
+from pipeline.cli.common import Subparsers, configure_command_logging, error
 from pipeline.config import Settings
 from pipeline.mailparse import parse_mime
 from pipeline.model import Decision, Entry, Mail
@@ -25,7 +25,7 @@ from pipeline.store.directory_repo import load_directory
 from pipeline.store.queries import is_logged
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "explain",
         help="say which rule fires for messages (.eml files) and the entries they would get",
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         try:
             mails.append((path, parse_mime(path.read_bytes())))
         except OSError as exc:
-            print(f"emaillog: error: {path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            error(f"{path}: cannot read: {exc.strerror or exc}")
             status = 1
     for path, decision in asyncio.run(_decide(settings, mails)):
         print(_json(path, decision) if args.json else _text(path, decision), flush=False)
@@ -61,10 +61,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 async def _decide(
     settings: Settings, mails: list[tuple[Path, Mail]]
 ) -> list[tuple[Path, Decision]]:
-    policy = Policy.from_settings(settings)
-    async with open_database(settings) as db, db.pool.acquire() as conn:
+    policy = Policy.from_settings(settings.rules)
+    async with open_database(settings.database) as db, db.pool.acquire() as conn:
         directory = await load_directory(conn)
-        logged = await is_logged(conn, settings.ews_mailbox, [m.dedupe_key for _, m in mails])
+        logged = await is_logged(
+            conn, settings.source.ews.mailbox, [m.dedupe_key for _, m in mails]
+        )
     return [
         (path, decide(mail, directory, policy, already_logged=mail.dedupe_key in logged))
         for path, mail in mails
