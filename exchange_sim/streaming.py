@@ -27,7 +27,7 @@ OP = "GetStreamingEvents"
 
 @dataclass(eq=False)
 class OpenStream:
-    """Handle the side channel uses to cut a stream."""
+    """An open stream, as `StreamRegistry.drop_all` (the drop-streams fault) cuts it."""
 
     recorder: Recorder = None
     drop: asyncio.Event = field(default_factory=asyncio.Event)
