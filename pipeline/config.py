@@ -259,8 +259,10 @@ class Settings:
             secret = variable.removeprefix(PREFIX).lower() in SECRET_FIELDS
             if secret and value:
                 out[variable] = "***"
+            elif isinstance(value, bool | int | float | tuple):
+                out[variable] = value  # JSON has these
             else:
-                out[variable] = value if isinstance(value, bool | int | float) else str(value)
+                out[variable] = str(value)
         return out
 
     def environment(self) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 Structured fields go in `extra={"fields": {...}}`; they become top-level keys of the JSON
 line. Never put a subject, an address or a raw Message-ID in them at INFO: the pipeline
-logs a hashed Message-ID (see `journal.message_id_hash`).
+logs a hashed Message-ID (see `model.message_id_hash`).
 """
 
 from __future__ import annotations

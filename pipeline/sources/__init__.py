@@ -1,9 +1,11 @@
 """Mail sources: where queue messages come from and where they go.
 
 `MailSource` is the seam between the pipeline and a mail system. `ews.EwsSource` is the
-first adapter (Exchange Web Services through exchangelib); Microsoft Graph and IMAP can
-follow as peers. The pipeline knows nothing of EWS: it sees `MailRef`s arriving, fetches
-them in batches as `Fetched`, and asks the source to move or dispose of them in batches.
+first adapter (Exchange Web Services through exchangelib); `memory.MemorySource` is the
+in-memory test double; Microsoft Graph and IMAP join as peers. Every source passes one
+contract suite (tests/source/test_contract.py). The pipeline knows nothing of EWS: it
+sees `MailRef`s arriving, fetches them in batches as `Fetched`, and asks the source to move
+or dispose of them in batches.
 
 Batch methods return one result per input, in input order: a value, or the exception for
 that item (an `ItemGone`, a `Retryable`, ...). They raise only when the whole call failed

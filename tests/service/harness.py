@@ -102,17 +102,10 @@ async def prepare_database(url: str) -> None:
         await conn.close()
 
 
-def settings_for(sim: Simulator, database_url: str, **overrides: Any) -> Settings:
+def service_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings for a `serve()` in a test: small batches, short waits, a free port."""
     values: dict[str, Any] = {
         "database_url": database_url,
-        "ews_url": sim.ews_url,
-        "ews_mailbox": MAILBOX,
-        "ews_auth": "none",
-        "queue_folder": QUEUE,
-        "storage_folder": STORAGE,
-        "stream_timeout_minutes": 1,
-        "ews_worker_threads": 3,
-        "ews_timeout_seconds": 30.0,
         "http_host": "127.0.0.1",
         "http_port": free_port(),
         "batch_wait_ms": 5.0,
@@ -124,6 +117,22 @@ def settings_for(sim: Simulator, database_url: str, **overrides: Any) -> Setting
     }
     values.update(overrides)
     return make_settings(**values)
+
+
+def settings_for(sim: Simulator, database_url: str, **overrides: Any) -> Settings:
+    """`service_settings` pointed at the simulator's mailbox."""
+    values: dict[str, Any] = {
+        "ews_url": sim.ews_url,
+        "ews_mailbox": MAILBOX,
+        "ews_auth": "none",
+        "queue_folder": QUEUE,
+        "storage_folder": STORAGE,
+        "stream_timeout_minutes": 1,
+        "ews_worker_threads": 3,
+        "ews_timeout_seconds": 30.0,
+    }
+    values.update(overrides)
+    return service_settings(database_url, **values)
 
 
 class Service:

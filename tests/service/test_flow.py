@@ -28,28 +28,17 @@ from tests.service.harness import (
     SALES,
     STRANGER,
     WAIT_SECONDS,
-    free_port,
     mime,
+    service_settings,
 )
-from tests.settings import make_settings
 
 AUDIT = "Audit"
 
 
 def memory_settings(db: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": db,
-        "http_host": "127.0.0.1",
-        "http_port": free_port(),
-        "batch_wait_ms": 5.0,
-        "fetch_batch_messages": 10,
-        "move_batch_messages": 10,
-        "store_batch_messages": 10,
-        "retry_max_wait_seconds": 0.2,
-        "reconcile_interval_seconds": 3600,
-    }
+    values: dict[str, Any] = {"retry_max_wait_seconds": 0.2, "reconcile_interval_seconds": 3600}
     values.update(overrides)
-    return make_settings(**values)
+    return service_settings(db, **values)
 
 
 class Running:
