@@ -3,7 +3,7 @@
     Settings
     ├── database   DatabaseSettings   where PostgreSQL is, the pool
     ├── rules      RuleSettings       what changes decisions (Cc, never-log list, template)
-    ├── source     SourceSettings     queue/storage folders and disposal (any source)
+    ├── source     SourceSettings     which source, queue/storage folders, disposal (any source)
     │   └── ews    EwsSettings        the EWS endpoint, mailbox, auth, stream
     ├── limits     PipelineLimits     batch sizes, queues, in-flight cap, retries, intervals
     ├── http       HttpSettings       /metrics, /livez, /readyz
@@ -31,6 +31,7 @@ from pipeline.config_values import (
     EwsAuth,
     FolderPath,
     LogFormat,
+    SourceKind,
     as_text,
     choice,
     ews_version,
@@ -45,7 +46,15 @@ from pipeline.config_values import (
 from pipeline.errors import ConfigError
 from pipeline.model import Disposal
 
-__all__ = ["DisposalSetting", "EwsAuth", "FolderPath", "LogFormat", "Settings", "as_text"]
+__all__ = [
+    "DisposalSetting",
+    "EwsAuth",
+    "FolderPath",
+    "LogFormat",
+    "Settings",
+    "SourceKind",
+    "as_text",
+]
 
 PREFIX = "EMAILLOG_"
 #: Variables that may be read from a file named by `<VARIABLE>_FILE` (lowercase suffixes).
@@ -123,9 +132,39 @@ class EwsSettings:
         "EWS_WORKER_THREADS", 4, positive_int, "threads for exchangelib calls"
     )
 
+    def problems(self) -> list[str]:
+        """What an EWS source needs that has no default."""
+        problems: list[str] = []
+        if not self.url:
+            problems.append("EMAILLOG_EWS_URL: required (https://host/EWS/Exchange.asmx)")
+        if not self.mailbox:
+            problems.append("EMAILLOG_EWS_MAILBOX: required (SMTP address of the queue mailbox)")
+        if self.auth in (EwsAuth.BASIC, EwsAuth.NTLM) and not (self.username and self.password):
+            problems.append(
+                "EMAILLOG_EWS_USERNAME and EMAILLOG_EWS_PASSWORD(_FILE): required for "
+                f"{self.auth} auth"
+            )
+        if self.auth is EwsAuth.OAUTH2 and not (
+            self.client_id and self.client_secret and self.tenant_id
+        ):
+            problems.append(
+                "EMAILLOG_EWS_CLIENT_ID, EMAILLOG_EWS_CLIENT_SECRET(_FILE) and "
+                "EMAILLOG_EWS_TENANT_ID: required for oauth2 auth"
+            )
+        return problems
+
 
 @dataclass(frozen=True)
 class SourceSettings:
+    kind: SourceKind = setting(
+        "SOURCE", SourceKind.EWS, choice(SourceKind), "ews, graph or imap: where the queue is"
+    )
+    poll_interval_seconds: float = setting(
+        "POLL_INTERVAL_SECONDS",
+        30.0,
+        positive_float,
+        "how often the queue is polled when push (streaming, IDLE) is unavailable",
+    )
     queue_folder: FolderPath = setting(
         "QUEUE_FOLDER",
         FolderPath(False, ("Email Logging", "Queue")),
@@ -145,6 +184,19 @@ class SourceSettings:
         "delete, trash or move:<folder> for non-logged mail",
     )
     ews: EwsSettings = group(EwsSettings)
+
+    def problems(self) -> list[str]:
+        """What the chosen source needs to run, one problem per line."""
+        problems: list[str] = []
+        if self.kind is SourceKind.EWS:
+            problems += self.ews.problems()
+            if self.disposal.how is Disposal.TRASH and self.queue_folder.public:
+                problems.append(
+                    "EMAILLOG_DISPOSAL: trash is not possible for a public-folder queue"
+                )
+        else:
+            problems.append(f"EMAILLOG_SOURCE: the {self.kind} source is not available yet")
+        return problems
 
 
 @dataclass(frozen=True)
@@ -229,26 +281,7 @@ class Settings:
 
     def check_service(self) -> None:
         """What `emaillog run` needs beyond valid values, one problem per line."""
-        ews, source = self.source.ews, self.source
-        problems: list[str] = []
-        if not ews.url:
-            problems.append("EMAILLOG_EWS_URL: required (https://host/EWS/Exchange.asmx)")
-        if not ews.mailbox:
-            problems.append("EMAILLOG_EWS_MAILBOX: required (SMTP address of the queue mailbox)")
-        if ews.auth in (EwsAuth.BASIC, EwsAuth.NTLM) and not (ews.username and ews.password):
-            problems.append(
-                "EMAILLOG_EWS_USERNAME and EMAILLOG_EWS_PASSWORD(_FILE): required for "
-                f"{ews.auth} auth"
-            )
-        if ews.auth is EwsAuth.OAUTH2 and not (
-            ews.client_id and ews.client_secret and ews.tenant_id
-        ):
-            problems.append(
-                "EMAILLOG_EWS_CLIENT_ID, EMAILLOG_EWS_CLIENT_SECRET(_FILE) and "
-                "EMAILLOG_EWS_TENANT_ID: required for oauth2 auth"
-            )
-        if source.disposal.how is Disposal.TRASH and source.queue_folder.public:
-            problems.append("EMAILLOG_DISPOSAL: trash is not possible for a public-folder queue")
+        problems = self.source.problems()
         if problems:
             raise ConfigError(problems)
 

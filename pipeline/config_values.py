@@ -61,6 +61,14 @@ class DisposalSetting:
         return f"move:{self.folder}" if self.folder is not None else self.how.value
 
 
+class SourceKind(enum.StrEnum):
+    """EMAILLOG_SOURCE: which mail system the queue lives in."""
+
+    EWS = "ews"
+    GRAPH = "graph"
+    IMAP = "imap"
+
+
 class EwsAuth(enum.StrEnum):
     BASIC = "basic"
     NTLM = "ntlm"

@@ -40,6 +40,7 @@ from pipeline.reconciler import Reconciler
 from pipeline.rules import Policy
 from pipeline.runner import RetryPolicy
 from pipeline.sources import MailSource
+from pipeline.sources.factory import build_source
 from pipeline.store.db import open_database
 from pipeline.store.directory_repo import DirectoryWatcher
 
@@ -55,15 +56,13 @@ async def serve(
 ) -> None:
     """Run until `shutdown()` returns, then drain and return.
 
-    `source` defaults to the EWS source built from `settings` (with metrics hooks); `serve`
-    opens and closes whichever source it runs. `metrics` lets a caller read the counters.
+    `source` defaults to the one EMAILLOG_SOURCE names (with metrics hooks); `serve` opens
+    and closes whichever source it runs. `metrics` lets a caller read the counters.
     Migrations are applied at start.
     """
     metrics = metrics if metrics is not None else Metrics()
     if source is None:
-        from pipeline.sources.ews import EwsSource  # exchangelib is slow to import: only here
-
-        source = EwsSource(settings, events=SourceMetrics(metrics))
+        source = build_source(settings, SourceMetrics(metrics))
     async with open_database(settings.database) as db:
         await source.open()
         try:
