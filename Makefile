@@ -10,6 +10,7 @@ OPS_STAMP := $(OPS_TOOLS)/.installed
 
 .PHONY: install test lint promtool demo bench clean
 .PHONY: container-tools container-test container-clean ops-tools ops-validate
+.PHONY: dovecot
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,19 @@ promtool:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
 	  else \
 	    echo "promtool is missing: install the prometheus package (the alert tests need it)"; \
+	  fi; }
+
+# The IMAP source is tested against a real Dovecot (tests/dovecot.py starts it unprivileged
+# with a generated configuration): Debian packages dovecot-imapd and dovecot-lmtpd, installed
+# here when missing and we may (root, apt-get); otherwise the IMAP tests fail and say why.
+dovecot:
+	@test -x /usr/sbin/dovecot || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing dovecot (Debian packages dovecot-imapd dovecot-lmtpd)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      dovecot-imapd dovecot-lmtpd >/dev/null; \
+	  else \
+	    echo "dovecot is missing: install dovecot-imapd and dovecot-lmtpd (the IMAP tests need them)"; \
 	  fi; }
 
 # The container test builds the Dockerfile with buildah and a debootstrap stand-in for its
@@ -83,7 +97,7 @@ ops-tools: $(OPS_STAMP)
 ops-validate: $(OPS_STAMP)
 	$(OPS_TOOLS)/bin/python ops/check/manifests.py all
 
-test: lint promtool container-tools ops-tools
+test: lint promtool container-tools ops-tools dovecot
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)

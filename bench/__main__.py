@@ -44,6 +44,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--salespersons", type=int, default=1_000)
     parser.add_argument("--contacts", type=int, default=50_000)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument(
+        "--source",
+        choices=("ews", "graph", "imap"),
+        default="ews",
+        help="imap: a real Dovecot (bench/imap.py); graph: exchange_sim's Graph face "
+        "(bench/graph.py)",
+    )
     return parser.parse_args(argv)
 
 
@@ -245,14 +252,24 @@ def table(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="emaillog-bench-"))
+    render = table
     try:
-        result = asyncio.run(run(args, tmp))
+        if args.source == "imap":
+            from bench import imap
+
+            result, render = asyncio.run(imap.run_imap(args, tmp)), imap.table
+        elif args.source == "graph":
+            from bench import graph
+
+            result = asyncio.run(graph.run_graph(args, tmp, service_env, summarise))
+        else:
+            result = asyncio.run(run(args, tmp))
     except BaseException:
         progress(f"failed; logs kept in {tmp / 'logs'}")
         raise
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(table(result))
+    print(render(result))
     print(json.dumps(result, sort_keys=False))
     return 0
 

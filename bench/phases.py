@@ -76,12 +76,14 @@ class Context:
     env_for: EnvFor
     latency_ms: float
     logs: Path
+    # The simulator process class (bench/graph.py passes one that answers with Graph ids).
+    sim_class: type[SimProcess] = SimProcess
 
 
 async def drain(ctx: Context, messages: list[BenchMessage]) -> DrainResult:
     await db.reset_journal(ctx.pool)
     result = DrainResult()
-    async with SimProcess(
+    async with ctx.sim_class(
         ctx.settings.source.ews.mailbox, ctx.latency_ms, ctx.logs / "sim-drain.log"
     ) as sim:
         await sim.deliver_all(messages)
@@ -118,7 +120,7 @@ async def drain(ctx: Context, messages: list[BenchMessage]) -> DrainResult:
 async def steady(ctx: Context, messages: list[BenchMessage], rate: float) -> SteadyResult:
     await db.reset_journal(ctx.pool)
     result = SteadyResult()
-    async with SimProcess(
+    async with ctx.sim_class(
         ctx.settings.source.ews.mailbox, ctx.latency_ms, ctx.logs / "sim-steady.log"
     ) as sim:
         env, port = ctx.env_for(sim)

@@ -14,6 +14,9 @@ faults: latency, ErrorServerBusy, the connection limit), then ews.py's handler, 
 the SOAP envelope and dispatches to ops/ (per-item faults are applied there). sideband.py
 serves /_sim/ over HTTP; api.py's `Simulator` / `SimulatorThread` is the same control
 surface in Python and the only one tests use.
+
+dovecot.py is the other mail server tests, the IMAP demo and the IMAP benchmark run: not a
+simulator but Debian's real Dovecot, started unprivileged with a generated configuration.
 """
 
 from exchange_sim.api import Simulator, SimulatorThread

@@ -1,7 +1,8 @@
 """exchange-sim: serve the EWS simulator until SIGINT/SIGTERM.
 
     exchange-sim --port 8765 --mailbox queue@example.com --folder "Email Logging/Queue" \\
-                 --folder public:/Queue --user svc:secret --auth basic
+                 --folder public:/Queue --user svc:secret --auth basic \\
+                 --app CLIENT_ID:SECRET
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--user", action="append", default=[], help="NAME:PASSWORD (repeatable; default svc:svc)"
     )
     parser.add_argument(
+        "--app",
+        action="append",
+        default=[],
+        help="CLIENT_ID:SECRET of a Graph app (repeatable); the Graph face then needs its tokens",
+    )
+    parser.add_argument(
         "--auth", default="none", choices=["none", "basic", "ntlm", "oauth2", "any"]
     )
     parser.add_argument(
@@ -61,8 +68,15 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         if not sep:
             raise SystemExit(f"--user expects NAME:PASSWORD, got {spec!r}")
         users[name] = password
+    apps: dict[str, str] = {}
+    for spec in args.app:
+        client_id, sep, secret = spec.partition(":")
+        if not sep or not client_id:
+            raise SystemExit(f"--app expects CLIENT_ID:SECRET, got {spec!r}")
+        apps[client_id] = secret
     return SimConfig(
         mailboxes=args.mailbox or [DEFAULT_MAILBOX],
+        apps=apps,
         folders=args.folder,
         users=users,
         auth_mode=args.auth,
@@ -80,6 +94,7 @@ async def serve(sim: Simulator) -> None:
         loop.add_signal_handler(sig, stop.set)
     await sim.start()
     print(f"exchange-sim: EWS at {sim.ews_url}", flush=True)
+    print(f"exchange-sim: Graph at {sim.graph_url}", flush=True)
     print(f"exchange-sim: side channel at {sim.base_url}/_sim/", flush=True)
     print(f"exchange-sim: mailboxes {', '.join(sim.config.mailboxes)}", flush=True)
     try:

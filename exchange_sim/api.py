@@ -26,7 +26,16 @@ from aiohttp import web
 from exchange_sim.app import create_app
 from exchange_sim.config import SimConfig
 from exchange_sim.ews import EWS_PATH
-from exchange_sim.faults import DEFAULT_BACK_OFF_MS, FaultStatus
+from exchange_sim.faults import (
+    ANY_OP,
+    DEFAULT_BACK_OFF_MS,
+    EXCHANGE_ONLINE_STREAMS,
+    EXCHANGE_ONLINE_SUBSCRIPTIONS,
+    FaultStatus,
+)
+from exchange_sim.graph.control import GraphControl
+from exchange_sim.graph.web import GRAPH_PREFIX
+from exchange_sim.render import PUBLIC_CONTENT_MAILBOX_GUID
 from exchange_sim.state import Recorder, SimSnapshot, SimState
 
 R = TypeVar("R")
@@ -58,6 +67,17 @@ class Simulator:
     @property
     def ews_url(self) -> str:
         return self.base_url + EWS_PATH
+
+    @property
+    def graph_url(self) -> str:
+        """The Graph face's root (as https://graph.microsoft.com/v1.0); the token endpoint
+        is `{base_url}/{tenant}/oauth2/v2.0/token`."""
+        return self.base_url + GRAPH_PREFIX
+
+    @property
+    def graph(self) -> GraphControl:
+        """Apps, faults and limits of the Graph face (exchange_sim/graph/control.py)."""
+        return GraphControl(self._state)
 
     async def start(self) -> None:
         self._runner = web.AppRunner(create_app(self.config, self._state), handle_signals=False)
@@ -172,9 +192,54 @@ class Simulator:
         times: int | None = None,
         code: str = "ErrorItemNotFound",
     ) -> None:
-        """Make `ops` (MoveItem, DeleteItem, CopyItem) fail with `code` for these items,
+        """Make `ops` (MoveItem, DeleteItem, CopyItem, GetItem) fail with `code` for these items,
         `times` times each (None: until reset_faults)."""
         self._state.faults.fail_items(list(ops), item_ids, code, times)
+
+    def fail_requests(
+        self,
+        code: str,
+        ops: tuple[str, ...] = (ANY_OP,),
+        times: int | None = 1,
+        back_off_ms: int | None = None,
+    ) -> None:
+        """Answer `ops` ("*": every operation) with an error response message `code` inside
+        HTTP 200, `times` times (None: until reset_faults); `back_off_ms` puts
+        BackOffMilliseconds in its MessageXml (ErrorServerBusy as Exchange sends it in a
+        response message). Item operations get one message per item id."""
+        self._state.faults.fail_requests(list(ops), code, times, back_off_ms)
+
+    def set_http_error(
+        self, status: int = 503, count: int = 1, retry_after_seconds: int | None = None
+    ) -> None:
+        """Answer the next `count` EWS requests with a bare HTTP `status` (503, 429),
+        with Retry-After when given; count 0: off."""
+        self._state.faults.set_http_error(status, count, retry_after_seconds)
+
+    def set_half_open_streams(self, count: int) -> None:
+        """The next `count` GetStreamingEvents send headers and one OK, then nothing."""
+        self._state.faults.half_open_streams = count
+
+    def set_subscription_limit(self, limit: int | None = EXCHANGE_ONLINE_SUBSCRIPTIONS) -> None:
+        """ErrorExceededSubscriptionCount once a mailbox holds `limit` subscriptions (20 on
+        Exchange Online; unsubscribed-never ones count); None: no limit."""
+        self._state.faults.subscription_limit = limit
+
+    def set_stream_limit(self, limit: int | None = EXCHANGE_ONLINE_STREAMS) -> None:
+        """Refuse a GetStreamingEvents beyond `limit` open streams per mailbox with
+        ErrorExceededConnectionCount (HangingConnectionLimit: 10 on Exchange Online)."""
+        self._state.faults.stream_limit = limit
+
+    def require_public_routing(self, required: bool = True) -> None:
+        """Refuse public-folder content requests without X-AnchorMailbox and
+        X-PublicFolderMailbox naming the content mailbox (routing.py), as Exchange Online
+        does: ErrorNoPublicFolderReplicaAvailable."""
+        self._state.faults.require_public_routing = required
+
+    @property
+    def public_content_mailbox_guid(self) -> str:
+        """The GUID in every public folder's PR_REPLICA_LIST."""
+        return PUBLIC_CONTENT_MAILBOX_GUID
 
     def reset_faults(self) -> None:
         """Disarm every injected fault set through the methods above (not lost
@@ -200,6 +265,14 @@ class SimulatorThread:
     @property
     def base_url(self) -> str:
         return self.sim.base_url
+
+    @property
+    def graph_url(self) -> str:
+        return self.sim.graph_url
+
+    @property
+    def graph(self) -> GraphControl:
+        return GraphControl(self.sim._state, self.call)
 
     def start(self) -> None:
         self._thread.start()
@@ -292,6 +365,32 @@ class SimulatorThread:
         code: str = "ErrorItemNotFound",
     ) -> None:
         self.call(self.sim.fail_items, item_ids, ops, times, code)
+
+    def fail_requests(
+        self,
+        code: str,
+        ops: tuple[str, ...] = (ANY_OP,),
+        times: int | None = 1,
+        back_off_ms: int | None = None,
+    ) -> None:
+        self.call(self.sim.fail_requests, code, ops, times, back_off_ms)
+
+    def set_http_error(
+        self, status: int = 503, count: int = 1, retry_after_seconds: int | None = None
+    ) -> None:
+        self.call(self.sim.set_http_error, status, count, retry_after_seconds)
+
+    def set_half_open_streams(self, count: int) -> None:
+        self.call(self.sim.set_half_open_streams, count)
+
+    def set_subscription_limit(self, limit: int | None = EXCHANGE_ONLINE_SUBSCRIPTIONS) -> None:
+        self.call(self.sim.set_subscription_limit, limit)
+
+    def set_stream_limit(self, limit: int | None = EXCHANGE_ONLINE_STREAMS) -> None:
+        self.call(self.sim.set_stream_limit, limit)
+
+    def require_public_routing(self, required: bool = True) -> None:
+        self.call(self.sim.require_public_routing, required)
 
     def reset_faults(self) -> None:
         self.call(self.sim.reset_faults)

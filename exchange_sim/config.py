@@ -15,6 +15,9 @@ class SimConfig:
     # public-folder tree.
     folders: list[str] = field(default_factory=list)
     users: dict[str, str] = field(default_factory=dict)
+    # Graph apps (client_id -> client_secret) for the token endpoint; when any are
+    # registered the Graph face (/v1.0/) needs a bearer token issued to one of them.
+    apps: dict[str, str] = field(default_factory=dict)
     auth_mode: str = "none"  # none, basic, ntlm, oauth2, any (needs exchange_sim.auth)
     # Length of one EWS "minute" in seconds (ConnectionTimeout, subscription lifetimes).
     minute_seconds: float = 60.0

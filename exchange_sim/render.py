@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from exchange_sim.mime import Address
 from exchange_sim.model import Folder, Item
@@ -58,6 +59,16 @@ def _display(addresses: tuple[Address, ...]) -> str:
 
 def _sent(item: Item) -> str:
     return xml_datetime(item.props.date_sent or item.received)
+
+
+#: The OWA host in WebClientReadFormQueryString (.invalid: RFC 2606, never resolves).
+OWA_BASE = "https://exsim.invalid/owa/"
+
+
+def _owa_link(item: Item) -> str:
+    """As Exchange 2013+ returns it: the full OWA read-form URL of the item."""
+    url = f"{OWA_BASE}?ItemID={quote(item.id, safe='')}&exvsurl=1&viewmodel=ReadMessageItem"
+    return f"<t:WebClientReadFormQueryString>{esc(url)}</t:WebClientReadFormQueryString>"
 
 
 # (field URI, renderer, cacheable) in schema order. ItemId and ParentFolderId vary per copy.
@@ -110,6 +121,7 @@ _ITEM_FIELDS: tuple[tuple[str, Callable[[Item], str], bool], ...] = (
         lambda i: f"<t:LastModifiedTime>{xml_datetime(i.created)}</t:LastModifiedTime>",
         True,
     ),
+    ("item:WebClientReadFormQueryString", lambda i: _owa_link(i), False),
     ("message:Sender", lambda i: _single("Sender", i.props.sender), True),
     ("message:ToRecipients", lambda i: _array("ToRecipients", i.props.to), True),
     ("message:CcRecipients", lambda i: _array("CcRecipients", i.props.cc), True),
@@ -191,6 +203,30 @@ _DEFAULT_FOLDER_FIELDS = frozenset(
 _ALL_FOLDER_FIELDS = _DEFAULT_FOLDER_FIELDS | {"folder:ParentFolderId", "folder:FolderClass"}
 
 
+#: PR_REPLICA_LIST: which public-folder mailbox holds a public folder's content (as the
+#: ASCII text of its mailbox GUID, NUL-terminated), read by clients to route content
+#: requests (Microsoft's "Route public folder content requests").
+PR_REPLICA_LIST = 0x6698
+#: The mailbox GUID of the simulator's one public-folder content mailbox.
+PUBLIC_CONTENT_MAILBOX_GUID = "5f1c1a0e-7d3b-4c2a-9e61-0b8d3f4a2c77"
+
+
+def extended_field(tag: str) -> str:
+    """The field key of an ExtendedFieldURI PropertyTag ("0x6698" or "26264")."""
+    try:
+        return f"ext:{int(tag, 0):#06x}"
+    except ValueError:
+        return f"ext:{tag.lower()}"
+
+
+def _replica_list(folder: Folder) -> str:
+    value = base64.b64encode(PUBLIC_CONTENT_MAILBOX_GUID.encode("ascii") + b"\0").decode()
+    return (
+        f'<t:ExtendedProperty><t:ExtendedFieldURI PropertyTag="{PR_REPLICA_LIST:#06x}" '
+        f'PropertyType="Binary"/><t:Value>{value}</t:Value></t:ExtendedProperty>'
+    )
+
+
 def folder_fields(shape: Shape) -> frozenset[str]:
     if shape.base == "AllProperties":
         base = _ALL_FOLDER_FIELDS
@@ -214,6 +250,8 @@ def folder_xml(folder: Folder, fields: frozenset[str]) -> str:
         parts.append(f"<t:TotalCount>{len(folder.items)}</t:TotalCount>")
     if "folder:ChildFolderCount" in fields:
         parts.append(f"<t:ChildFolderCount>{len(folder.children)}</t:ChildFolderCount>")
+    if f"ext:{PR_REPLICA_LIST:#06x}" in fields and folder.is_public:
+        parts.append(_replica_list(folder))
     if "folder:DistinguishedFolderId" in fields and folder.distinguished:
         parts.append(f"<t:DistinguishedFolderId>{folder.distinguished}</t:DistinguishedFolderId>")
     if "folder:UnreadCount" in fields:

@@ -13,6 +13,14 @@ POST /_sim/faults/expire-subscriptions?code=ErrorSubscriptionNotFound[&id=..]
 POST /_sim/faults/lose-events                   forget every buffered notification event
 POST /_sim/faults/max-connections?limit=N       (absent: off; 0 refuses every request)
 POST /_sim/faults/fail-items?id=..[&id=..]&op=MoveItem[&op=DeleteItem][&times=K][&code=C]
+POST /_sim/faults/fail-get-items?id=..[&id=..][&times=K][&code=C]   (per-item GetItem errors)
+POST /_sim/faults/fail-requests?code=C[&op=Subscribe][&op=..][&times=K|&times=][&back_off_ms=MS]
+     (op absent or "*": every operation; times absent: 1, empty: until reset)
+POST /_sim/faults/http-error?status=503&count=N[&retry_after=S]
+POST /_sim/faults/half-open-streams?count=N
+POST /_sim/faults/subscription-limit?limit=N    (absent: off; Exchange Online has 20)
+POST /_sim/faults/public-routing?required=true  (false: off)
+POST /_sim/faults/stream-limit?limit=N          (absent: off; Exchange Online has 10)
 POST /_sim/faults/reset
 
 A PATH is relative to "Top of Information Store" ("Email Logging/Queue", "Inbox");
@@ -156,6 +164,61 @@ async def fault_fail_items(request: web.Request) -> web.Response:
     return web.json_response({"ops": ops, "ids": ids, "code": code, "times": times})
 
 
+async def fault_fail_requests(request: web.Request) -> web.Response:
+    code = request.query.get("code", "")
+    if not code.startswith("Error"):
+        return _bad("code must be an EWS ResponseCode (Error...)")
+    ops = request.query.getall("op", []) or ["*"]
+    times = _int(request, "times", None) if "times" in request.query else 1
+    back_off_ms = _int(request, "back_off_ms", None)
+    _state(request).faults.fail_requests(ops, code, times, back_off_ms)
+    return web.json_response({"ops": ops, "code": code, "times": times, "back_off_ms": back_off_ms})
+
+
+async def fault_http_error(request: web.Request) -> web.Response:
+    status = _int(request, "status", 503) or 503
+    if status not in (429, 503):
+        return _bad("status must be 503 or 429")
+    count = _int(request, "count", 1) or 0
+    retry_after = _int(request, "retry_after", None)
+    _state(request).faults.set_http_error(status, count, retry_after)
+    return web.json_response({"status": status, "count": count, "retry_after": retry_after})
+
+
+async def fault_half_open_streams(request: web.Request) -> web.Response:
+    faults = _state(request).faults
+    faults.half_open_streams = _int(request, "count", 1) or 0
+    return web.json_response({"half_open_streams": faults.half_open_streams})
+
+
+async def fault_subscription_limit(request: web.Request) -> web.Response:
+    faults = _state(request).faults
+    faults.subscription_limit = _int(request, "limit", None)
+    return web.json_response({"subscription_limit": faults.subscription_limit})
+
+
+async def fault_public_routing(request: web.Request) -> web.Response:
+    faults = _state(request).faults
+    faults.require_public_routing = request.query.get("required", "true").lower() == "true"
+    return web.json_response({"require_public_routing": faults.require_public_routing})
+
+
+async def fault_stream_limit(request: web.Request) -> web.Response:
+    faults = _state(request).faults
+    faults.stream_limit = _int(request, "limit", None)
+    return web.json_response({"stream_limit": faults.stream_limit})
+
+
+async def fault_fail_get_items(request: web.Request) -> web.Response:
+    ids = request.query.getall("id", [])
+    if not ids:
+        return _bad("id is required")
+    code = request.query.get("code", "ErrorItemNotFound")
+    times = _int(request, "times", None)
+    _state(request).faults.fail_items(["GetItem"], ids, code, times)
+    return web.json_response({"ops": ["GetItem"], "ids": ids, "code": code, "times": times})
+
+
 async def fault_reset(request: web.Request) -> web.Response:
     _state(request).faults.reset()
     return web.json_response({"reset": True})
@@ -174,4 +237,11 @@ def add_sideband_routes(app: web.Application) -> None:
     app.router.add_post("/_sim/faults/lose-events", fault_lose_events)
     app.router.add_post("/_sim/faults/max-connections", fault_max_connections)
     app.router.add_post("/_sim/faults/fail-items", fault_fail_items)
+    app.router.add_post("/_sim/faults/fail-requests", fault_fail_requests)
+    app.router.add_post("/_sim/faults/http-error", fault_http_error)
+    app.router.add_post("/_sim/faults/half-open-streams", fault_half_open_streams)
+    app.router.add_post("/_sim/faults/subscription-limit", fault_subscription_limit)
+    app.router.add_post("/_sim/faults/public-routing", fault_public_routing)
+    app.router.add_post("/_sim/faults/stream-limit", fault_stream_limit)
+    app.router.add_post("/_sim/faults/fail-get-items", fault_fail_get_items)
     app.router.add_post("/_sim/faults/reset", fault_reset)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from exchange_sim.config import SimConfig
 from exchange_sim.faults import Faults
+from exchange_sim.graph.state import GraphState
 from exchange_sim.model import Folder, Item, StoreError
 from exchange_sim.store import Store
 from exchange_sim.streaming import StreamRegistry
@@ -45,6 +46,7 @@ class SimState:
     store: Store = field(default_factory=Store)
     faults: Faults = field(default_factory=Faults)
     streams: StreamRegistry = field(default_factory=StreamRegistry)
+    graph: GraphState = field(default_factory=GraphState)  # the Graph face (graph/)
     subscriptions: Subscriptions = field(init=False)
     in_flight: int = 0
     requests_served: int = 0

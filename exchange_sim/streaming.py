@@ -9,6 +9,7 @@ mid-envelope (the client sees a broken chunked body).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from exchange_sim.ops.notify import MAX_EVENTS_PER_NOTIFICATION, event_xml
 from exchange_sim.subscriptions import Subscription
 
 OP = "GetStreamingEvents"
+#: How often a half-open stream looks whether its client is gone.
+HALF_OPEN_CHECK_SECONDS = 0.5
 
 
 @dataclass(eq=False)
@@ -31,6 +34,7 @@ class OpenStream:
 
     recorder: Recorder = None
     drop: asyncio.Event = field(default_factory=asyncio.Event)
+    mailbox: object = None  # whose HangingConnectionLimit it counts against
 
 
 class StreamRegistry:
@@ -107,10 +111,16 @@ async def get_streaming_events(
         text = "Subscription is invalid." if code == "ErrorInvalidSubscription" else "Not found."
         return _text_response(error_envelope(code, text, bad))
 
+    mailbox = subs[0].mailbox
+    limit = ctx.faults.stream_limit
+    if limit is not None and sum(1 for h in registry.open if h.mailbox is mailbox) >= limit:
+        # HangingConnectionLimit (10 on Exchange Online): one stream too many.
+        text = "You have exceeded the maximum number of open streaming connections."
+        return _text_response(error_envelope("ErrorExceededConnectionCount", text, []))
     response = web.StreamResponse(headers={"Content-Type": "text/xml; charset=utf-8"})
     response.enable_chunked_encoding()
     await response.prepare(request)
-    handle = OpenStream(recorder=recorder)
+    handle = OpenStream(recorder=recorder, mailbox=mailbox)
     registry.open.add(handle)
     wakeup = asyncio.Event()
     for sub in subs:
@@ -141,6 +151,9 @@ async def _pump(
     loop_start = time.monotonic()
     deadline = loop_start + timeout_minutes * config.minute_seconds
     await _send(response, handle, _status("OK"))
+    if ctx.faults.take_half_open():
+        await _half_open(request, response, handle)
+        return
     last_write = time.monotonic()
     while True:
         if handle.drop.is_set():
@@ -169,6 +182,20 @@ async def _pump(
         if any(sub.events for sub in subs):
             continue
         await _wait_any(wakeup, handle.drop, max(wait, 0.0))
+
+
+async def _half_open(
+    request: web.Request, response: web.StreamResponse, handle: OpenStream
+) -> None:
+    """The half-open-stream fault: headers and one OK were sent; now nothing at all (no
+    events, no keep-alives, no Closed) until the client gives up or a drop cuts it."""
+    while not handle.drop.is_set():
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(handle.drop.wait(), HALF_OPEN_CHECK_SECONDS)
+    await _drop(request, response)
 
 
 async def _send(response: web.StreamResponse, handle: OpenStream, envelope: str) -> None:

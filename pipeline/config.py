@@ -4,7 +4,9 @@
     ├── database   DatabaseSettings   where PostgreSQL is, the pool
     ├── rules      RuleSettings       what changes decisions (Cc, never-log list, template)
     ├── source     SourceSettings     which source, queue/storage folders, disposal (any source)
-    │   └── ews    EwsSettings        the EWS endpoint, mailbox, auth, stream
+    │   ├── ews    EwsSettings        the EWS endpoint, mailbox, auth, stream
+    │   ├── imap   ImapSettings       the IMAP server, security, auth, IDLE
+    │   └── graph  GraphSettings      Microsoft Graph: mailbox, app, URLs (config_graph.py)
     ├── limits     PipelineLimits     batch sizes, queues, in-flight cap, retries, intervals
     ├── http       HttpSettings       /metrics, /livez, /readyz
     └── log        LogSettings        level and format
@@ -26,10 +28,13 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.config_graph import GraphSettings
 from pipeline.config_values import (
     DisposalSetting,
     EwsAuth,
     FolderPath,
+    ImapAuth,
+    ImapSecurity,
     LogFormat,
     SourceKind,
     as_text,
@@ -58,7 +63,9 @@ __all__ = [
 
 PREFIX = "EMAILLOG_"
 #: Variables that may be read from a file named by `<VARIABLE>_FILE` (lowercase suffixes).
-SECRET_FIELDS = frozenset({"database_url", "ews_password", "ews_client_secret"})
+SECRET_FIELDS = frozenset(
+    {"database_url", "ews_password", "ews_client_secret", "imap_password", "graph_client_secret"}
+)
 
 
 def setting(variable: str, default: Any, parse: Callable[[str], Any] = str, doc: str = "") -> Any:
@@ -131,6 +138,18 @@ class EwsSettings:
     worker_threads: int = setting(
         "EWS_WORKER_THREADS", 4, positive_int, "threads for exchangelib calls"
     )
+    stream_silence_seconds: float = setting(
+        "STREAM_SILENCE_SECONDS",
+        90.0,
+        positive_float,
+        "a stream silent this long (no events, no keep-alives) is reopened",
+    )
+    public_folder_streaming: bool = setting(
+        "EWS_PUBLIC_FOLDER_STREAMING",
+        False,
+        parse_bool,
+        "stream a public-folder queue (default: poll it)",
+    )
 
     def problems(self) -> list[str]:
         """What an EWS source needs that has no default."""
@@ -152,6 +171,34 @@ class EwsSettings:
                 "EMAILLOG_EWS_TENANT_ID: required for oauth2 auth"
             )
         return problems
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str = setting("IMAP_HOST", "", doc="IMAP server host name")
+    port: int = setting("IMAP_PORT", 0, int_in(0, 65535), "0: 993 with tls, else 143")
+    security: ImapSecurity = setting(
+        "IMAP_SECURITY", ImapSecurity.TLS, choice(ImapSecurity), "tls, starttls or none"
+    )
+    username: str = setting("IMAP_USERNAME", "", doc="IMAP user (the mailbox the queue is in)")
+    password: str = setting("IMAP_PASSWORD", "", doc="password for login/plain (or ..._FILE)")
+    auth: ImapAuth = setting("IMAP_AUTH", ImapAuth.LOGIN, choice(ImapAuth), "login, plain, xoauth2")
+    oauth2_token_file: str = setting("IMAP_OAUTH2_TOKEN_FILE", "", doc="XOAUTH2 token (re-read)")
+    verify_tls: bool = setting("IMAP_VERIFY_TLS", True, parse_bool, "verify certificate and host")
+    ca_file: str = setting("IMAP_CA_FILE", "", doc="PEM CA bundle to trust instead of the system's")
+    timeout_seconds: float = setting("IMAP_TIMEOUT_SECONDS", 60.0, positive_float, "per command")
+    idle_renew_seconds: float = setting(
+        "IMAP_IDLE_RENEW_SECONDS", 1500.0, positive_float, "re-issue IDLE after (RFC 2177)"
+    )
+
+    def problems(self) -> list[str]:
+        """What an IMAP source needs that has no default."""
+        needed = {"EMAILLOG_IMAP_HOST": self.host, "EMAILLOG_IMAP_USERNAME": self.username}
+        if self.auth is ImapAuth.XOAUTH2:
+            needed["EMAILLOG_IMAP_OAUTH2_TOKEN_FILE (xoauth2)"] = self.oauth2_token_file
+        else:
+            needed[f"EMAILLOG_IMAP_PASSWORD(_FILE) ({self.auth})"] = self.password
+        return [f"{name}: required" for name, value in needed.items() if not value]
 
 
 @dataclass(frozen=True)
@@ -184,6 +231,8 @@ class SourceSettings:
         "delete, trash or move:<folder> for non-logged mail",
     )
     ews: EwsSettings = group(EwsSettings)
+    imap: ImapSettings = group(ImapSettings)
+    graph: GraphSettings = group(GraphSettings)
 
     def problems(self) -> list[str]:
         """What the chosen source needs to run, one problem per line."""
@@ -194,8 +243,12 @@ class SourceSettings:
                 problems.append(
                     "EMAILLOG_DISPOSAL: trash is not possible for a public-folder queue"
                 )
-        else:
-            problems.append(f"EMAILLOG_SOURCE: the {self.kind} source is not available yet")
+        elif self.kind is SourceKind.IMAP:
+            problems += self.imap.problems()
+            if self.queue_folder.public or self.storage_folder.public:
+                problems.append("EMAILLOG_QUEUE_FOLDER/STORAGE_FOLDER: no public: with imap")
+        else:  # SourceKind.GRAPH
+            problems += self.graph.problems(self.queue_folder.public or self.storage_folder.public)
         return problems
 
 

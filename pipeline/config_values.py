@@ -76,6 +76,20 @@ class EwsAuth(enum.StrEnum):
     NONE = "none"
 
 
+class ImapSecurity(enum.StrEnum):
+    """EMAILLOG_IMAP_SECURITY: implicit TLS (993), STARTTLS or none (143)."""
+
+    TLS = "tls"
+    STARTTLS = "starttls"
+    NONE = "none"
+
+
+class ImapAuth(enum.StrEnum):
+    LOGIN = "login"
+    PLAIN = "plain"
+    XOAUTH2 = "xoauth2"
+
+
 class LogFormat(enum.StrEnum):
     JSON = "json"
     TEXT = "text"

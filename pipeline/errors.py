@@ -6,7 +6,8 @@
     ├── Retryable             worth trying again later (the runner retries with back-off)
     │   ├── Throttled         the server asked us to wait: carries `retry_after` seconds
     │   ├── SourceUnavailable the mail server is unreachable, the stream dropped
-    │   └── DatabaseUnavailable  PostgreSQL is unreachable or restarting
+    │   ├── DatabaseUnavailable  PostgreSQL is unreachable or restarting
+    │   └── SetupIncomplete   the directory lacks what logging needs (the e-mail template)
     └── Permanent             retrying cannot help (a poison message, a missing folder)
         ├── ItemGone          the queue item no longer exists (someone else handled it)
         └── FolderNotFound    a configured folder path does not exist
@@ -51,6 +52,11 @@ class SourceUnavailable(Retryable):
 
 class DatabaseUnavailable(Retryable):
     """PostgreSQL cannot be reached."""
+
+
+class SetupIncomplete(Retryable):
+    """The directory lacks what logging needs (EMAILLOG_EMAIL_TEMPLATE_CODE names no
+    template): wait until it is imported; no message is at fault."""
 
 
 class Permanent(EmailLogError):

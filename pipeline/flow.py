@@ -26,7 +26,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import KW_ONLY, dataclass, field
-from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -39,6 +38,7 @@ from pipeline.metrics import Metrics
 from pipeline.model import Disposal, Mail, MailRef
 from pipeline.rules import Policy
 from pipeline.runner import RetryPolicy, next_batch, run_batch
+from pipeline.setup_check import email_template
 from pipeline.sources import MailSource
 from pipeline.stages import Decided, Tracked
 from pipeline.stages.classify import classify
@@ -91,9 +91,8 @@ class Deps:
 
     def template(self) -> Template:
         """The e-mail interaction template (EMAILLOG_EMAIL_TEMPLATE_CODE) of the current
-        directory; a bare one when it is not set up."""
-        found = self.directory().template(self.template_code)
-        return found or Template(self.template_code, "", "", Decimal(0), Decimal(0))
+        directory; `SetupIncomplete` (waited out by the runner) when it is not set up."""
+        return email_template(self.directory(), self.template_code)
 
 
 def topology(deps: Deps, settings: Settings) -> tuple[Stage, ...]:
@@ -171,11 +170,14 @@ class Flow:
         """Every stage's workers, to be run as tasks until cancelled."""
         return [self._work(s) for s in self.stages for _ in range(s.concurrency)]
 
-    async def take_in(self, source: MailSource) -> None:
-        """Admit each arrival (waiting while the in-flight cap is reached) into the first
-        stage; skip repeats of items in flight and items that failed this run."""
+    async def take_in(self, source: MailSource, gate: asyncio.Event | None = None) -> None:
+        """Admit each arrival (waiting while the in-flight cap is reached, and while `gate`
+        is closed) into the first stage; skip repeats of items in flight and items that
+        failed this run."""
         first = self.inboxes[self.stages[0].name]
         async for ref in source.arrivals():
+            if gate is not None:
+                await gate.wait()  # setup incomplete: the item waits in the queue
             if ref.item_id in self.ledger.failed_ids or not await self.ledger.admit(ref.item_id):
                 continue
             try:

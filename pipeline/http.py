@@ -3,13 +3,14 @@
 /livez answers while the event loop runs: no dependency checks, so a database blip never
 turns into a restart storm. /readyz answers 200 only when every check passes (database
 reachable within a short timeout, source subscribed, service started and not shutting
-down), 503 otherwise; both bodies are JSON.
+down, the e-mail interaction template in the directory), 503 otherwise; both bodies are
+JSON, and /readyz lists in `problems` why a running service takes no mail.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -20,9 +21,13 @@ from pipeline.metrics import Metrics
 log = get_logger(__name__)
 
 Readiness = Callable[[], Awaitable[dict[str, bool]]]
+#: Why the service will not take mail although it runs (e.g. a missing e-mail template).
+Problems = Callable[[], Sequence[str]]
 
 
-def build_app(metrics: Metrics, readiness: Readiness) -> web.Application:
+def build_app(
+    metrics: Metrics, readiness: Readiness, problems: Problems = lambda: ()
+) -> web.Application:
     async def metrics_handler(_: web.Request) -> web.Response:
         return web.Response(
             body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
@@ -35,7 +40,11 @@ def build_app(metrics: Metrics, readiness: Readiness) -> web.Application:
         checks = await readiness()
         ready = all(checks.values())
         return web.json_response(
-            {"status": "ready" if ready else "not ready", "checks": checks},
+            {
+                "status": "ready" if ready else "not ready",
+                "checks": checks,
+                "problems": list(problems()),
+            },
             status=200 if ready else 503,
         )
 

@@ -81,6 +81,9 @@ class Book:
 
 
 class Ledger:
+    """The accounting path of one service: its in-flight slots, its transactions that write
+    disposal rows, and the ends of every item (see the module docstring)."""
+
     def __init__(
         self,
         pool: asyncpg.Pool,

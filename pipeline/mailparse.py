@@ -23,7 +23,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
-from pipeline.model import Address, Mail, Sensitivity, content_hash
+from pipeline.model import Address, Mail, Sensitivity, address_key, content_hash, is_address
 
 #: Address headers up to this size are parsed by policy.default (exact, decodes names).
 MAX_STRICT_ADDRESS_HEADER_CHARS = 4_000
@@ -124,17 +124,25 @@ def _addresses(msg: Message, name: str) -> tuple[Address, ...]:
         try:
             header = policy.default.header_factory(name.lower(), raw)
             if isinstance(header, AddressHeader):
-                return tuple(
-                    Address(email=_text(a.addr_spec), name=_text(a.display_name))
-                    for a in header.addresses
-                )
+                return tuple(_address(a.display_name, a.addr_spec) for a in header.addresses)
         except Exception:
             pass  # fall through to the tolerant parsers
     try:
         pairs = getaddresses([raw])
     except Exception:  # RecursionError on deeply nested comments, among others
         return tuple(Address(email=_text(m)) for m in _ADDRESS_LIKE.findall(raw))
-    return tuple(Address(email=_text(addr), name=_text(display)) for display, addr in pairs if addr)
+    return tuple(_address(display, addr) for display, addr in pairs if addr)
+
+
+def _address(display_name: str, addr_spec: str) -> Address:
+    """One mailbox. `To: Carol Smith` (a display name, no address) parses as the local part
+    `"Carol Smith"` with no domain: that is a name, not an address, and is kept as such
+    (`email` empty), so it is no recipient at all (GUIDE section 2, rule 2)."""
+    email = _text(addr_spec)
+    if is_address(address_key(email)):
+        return Address(email=email, name=_text(display_name))
+    name = _text(display_name) or _text(email.strip('"<>'))
+    return Address(email="", name=name)
 
 
 def _first(addresses: tuple[Address, ...]) -> Address | None:

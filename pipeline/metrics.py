@@ -23,6 +23,8 @@ from pipeline import __version__
 from pipeline.model import Outcome
 
 STAGES = ("fetch", "classify", "dedupe", "move", "store", "dispose")
+#: How a source takes mail in (`SourceEvents.on_mode`).
+SOURCE_MODES = ("streaming", "polling")
 
 # Batches take milliseconds to a few seconds; a throttled or retried batch up to minutes.
 _STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -93,6 +95,12 @@ class Metrics:
         self.directory_reloads = Counter(
             "emaillog_directory_reloads", "Times the directory was reloaded.", registry=r
         )
+        self.config_problems = Gauge(
+            "emaillog_config_problems",
+            "Setup problems that keep the service from taking mail (a missing e-mail "
+            "interaction template); 0 when it can.",
+            registry=r,
+        )
         self.reconcile_unresolved = Counter(
             "emaillog_reconcile_unresolved",
             "Half-done claims the reconciler found neither in storage nor in the queue.",
@@ -109,6 +117,14 @@ class Metrics:
         self.throttled = Counter(
             "emaillog_upstream_throttled", "Times the mail server asked us to back off.", registry=r
         )
+        self.source_mode = Gauge(
+            "emaillog_source_mode",
+            "1 for how the source takes mail in now: streaming (push) or polling.",
+            ["mode"],
+            registry=r,
+        )
+        for mode in SOURCE_MODES:
+            self.source_mode.labels(mode)
 
 
 class SourceMetrics:
@@ -125,3 +141,7 @@ class SourceMetrics:
 
     def on_throttled(self, seconds: float) -> None:
         self._metrics.throttled.inc()
+
+    def on_mode(self, mode: str) -> None:
+        for known in SOURCE_MODES:
+            self._metrics.source_mode.labels(known).set(1.0 if known == mode else 0.0)

@@ -32,6 +32,15 @@ def address_key(email: str) -> str:
     return email.strip().lower()
 
 
+def is_address(key: str) -> bool:
+    """True when `key` can be a mailbox address: text, an '@', text (`local@domain`).
+
+    A display name without an address ("Carol Smith"), an empty `<>` or a bare local part
+    is no address: such a party is no sender or recipient at all (GUIDE section 2)."""
+    local, at, domain = key.rpartition("@")
+    return bool(local and at and domain)
+
+
 class Outcome(enum.StrEnum):
     """What happened to one queue message. Values are metric labels and DB values."""
 

@@ -11,6 +11,9 @@ message is looked for by its Internet Message-ID or, when it has none, by its jo
 3. else leave the row, log a warning and count it (emaillog_reconcile_unresolved_total):
    someone removed the message by hand, and only a person can say what it should be.
 
+It also fills the storage item id and web link of stored messages that lack them (a move
+into a public folder returns no id, and the lookup right after it may have failed).
+
 Two messages without a Message-ID and with the same content hash share one journal key, so
 the journal already treats them as one message (the second is a duplicate): whichever of
 them the lookup finds is that message.
@@ -40,6 +43,8 @@ log = get_logger(__name__)
 
 #: Rows looked at per pass: a pass stays short; the next pass takes the rest.
 ROWS_PER_PASS = 200
+#: Stored messages whose link is looked for per pass (one FindItem each).
+LINKS_PER_PASS = 50
 RULE_RECONCILED = "Reconciled: claimed before a restart, then found or moved to storage"
 
 
@@ -47,6 +52,7 @@ RULE_RECONCILED = "Reconciled: claimed before a restart, then found or moved to 
 class Report:
     completed: int = 0
     unresolved: int = 0
+    linked: int = 0  # stored messages whose missing storage id / web link was filled
 
 
 class Reconciler:
@@ -93,12 +99,45 @@ class Reconciler:
                     continue
             unresolved += 1
             self._report_unresolved(row)
-        if rows:
+        linked = await self._fill_links()
+        if rows or linked:
             log.info(
                 "reconcile pass",
-                extra={"fields": {"completed": completed, "unresolved": unresolved}},
+                extra={
+                    "fields": {"completed": completed, "unresolved": unresolved, "linked": linked}
+                },
             )
-        return Report(completed, unresolved)
+        return Report(completed, unresolved, linked)
+
+    async def _fill_links(self) -> int:
+        """Stored messages without their storage item id or web link (a move into a public
+        folder returns no id; a lookup right after the move can fail): find them in storage
+        by Message-ID (or journal key) and record what was missing. Not accounting: the
+        message's outcome and counts are already recorded."""
+        with journal.database_errors():
+            async with self._pool.acquire() as conn:
+                rows = await journal.unlinked_rows(
+                    conn, mailbox=self._source.mailbox, limit=LINKS_PER_PASS
+                )
+        linked = 0
+        for row in rows:
+            if row.internet_message_id:
+                found = await self._source.find_in_storage(row.internet_message_id)
+            else:
+                found = await self._source.find_in_storage_by_key(row.message_key)
+            # The copy we already know of, if we know one; else the one storage holds.
+            ours = [s for s in found if s.item_id == row.storage_item_id] or found
+            stored = ours[0] if ours else Stored(item_id=None)
+            linked += stored.item_id is not None
+            with journal.database_errors():
+                async with self._pool.acquire() as conn:
+                    await journal.fill_link(
+                        conn,
+                        stored_message_id=row.id,
+                        storage_item_id=stored.item_id,
+                        web_link=stored.web_link,
+                    )
+        return linked
 
     async def _complete(self, row: journal.MovingRow) -> bool:
         """Find or move the claimed message into storage and record it; False if neither."""

@@ -16,13 +16,17 @@ Decisions made here where NAV is silent (documented in the tests too):
 - The never-log list is checked against *every visible party*: the sender, To and Cc, even
   when Cc is not considered for logging. It is a privacy list: a message that involves a
   never-log party is not logged at all, whichever line the party is on.
-- A recipient without an address (an empty group, a bare display name) is not a party.
-- Salesperson before contact applies to recipients too: on an outbound message a recipient
-  that is a salesperson is never taken as a contact, even when it is also a contact.
+- A party without an address (an empty group, a bare display name such as `To: Carol
+  Smith`, anything without a local part, an `@` and a domain) is no party at all.
+- Salesperson before contact applies to the **sender** only. Recipients are asked only the
+  other side's question, as NAV's `ContactRecipients` asks only `IsContact` and
+  `SalespersonRecipients` only `IsSalesperson`: on an outbound message a recipient whose
+  address is a salesperson's and also a contact's gets an entry for that contact.
 - A salesperson sender with no contact recipient is not retried as a contact sender (NAV
   exits at that point).
 - Entries are unique per (contact no., salesperson code), as the database requires: two
-  addresses of one contact on the To line give one entry.
+  addresses of one contact on the To line (its own and an alternative one) give one entry.
+  NAV writes one per recipient line there, i.e. two; we do not double-count on purpose.
 
 Privacy: `Decision.rule` goes to logs and the disposal log. It never contains an address or
 the subject; for logged messages it names directory codes only.
@@ -46,6 +50,7 @@ from pipeline.model import (
     Outcome,
     Sensitivity,
     address_key,
+    is_address,
 )
 
 #: Outcomes decided after rule 3 that a later "already logged" answer turns into `duplicate`.
@@ -152,12 +157,11 @@ def decide(
 def _outbound(
     mail: Mail, directory: Directory, salesperson: str, recipients: tuple[str, ...], lines: str
 ) -> Decision:
-    """Rule 4: one entry per recipient that is a contact (salespersons skipped)."""
+    """Rule 4: one entry per recipient that is a contact (NAV's ContactRecipients asks
+    only IsContact: a recipient that is also a salesperson still counts as the contact)."""
     entries: list[Entry] = []
     seen_contacts: set[str] = set()
     for key in recipients:
-        if directory.salesperson_for(key) is not None:
-            continue  # salesperson before contact, on recipients too
         match = directory.contact_for(key)
         if match is None or match.contact_no in seen_contacts:
             continue
@@ -214,7 +218,13 @@ def _inbound(
 
 
 def _sender_key(mail: Mail) -> str:
-    return mail.sender.key if mail.sender is not None else ""
+    return _party_key(mail.sender) if mail.sender is not None else ""
+
+
+def _party_key(address: Address) -> str:
+    """The address's key, or "" when it is no address at all (a bare display name)."""
+    key = address.key
+    return key if is_address(key) else ""
 
 
 def _entry(mail: Mail, contact: ContactMatch, salesperson_code: str, flow: Direction) -> Entry:
@@ -264,7 +274,7 @@ def _no_pair(sender: str, recipients: tuple[str, ...], why: str) -> Decision:
 
 def _distinct_recipients(*lines: tuple[Address, ...]) -> tuple[str, ...]:
     """Recipient keys in order of appearance, each once; addressless entries dropped."""
-    keys = (a.key for line in lines for a in line)
+    keys = (_party_key(a) for line in lines for a in line)
     return tuple(dict.fromkeys(k for k in keys if k))
 
 

@@ -10,7 +10,8 @@ Retries (tenacity), per batch:
   one item retries just the items that returned one;
 - `Throttled.retry_after` is honoured; other waits back off exponentially with jitter,
   capped at `max_wait_seconds`;
-- outages (`DatabaseUnavailable`, `SourceUnavailable`) and `Throttled` are retried without
+- outages (`DatabaseUnavailable`, `SourceUnavailable`), `Throttled` and `SetupIncomplete`
+  (the e-mail template is missing until someone imports it) are retried without
   limit: they are no message's fault (and recording a failure needs the database anyway),
   so the pipeline pauses, the queues fill and intake waits;
 - any other `Retryable` stops after `max_attempts`; the items still failing keep their
@@ -29,7 +30,14 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
-from pipeline.errors import DatabaseUnavailable, Retryable, SourceUnavailable, Throttled, describe
+from pipeline.errors import (
+    DatabaseUnavailable,
+    Retryable,
+    SetupIncomplete,
+    SourceUnavailable,
+    Throttled,
+    describe,
+)
 from pipeline.logs import get_logger
 from pipeline.metrics import Metrics
 
@@ -39,7 +47,7 @@ Out = TypeVar("Out")
 log = get_logger(__name__)
 
 #: Retried until they pass: waiting is the only cure, and no message is to blame.
-UNBOUNDED = (DatabaseUnavailable, SourceUnavailable, Throttled)
+UNBOUNDED = (DatabaseUnavailable, SourceUnavailable, Throttled, SetupIncomplete)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +137,13 @@ async def _with_retries(
                     raise _ItemsToRetry(first)
     except _ItemsToRetry:
         pass  # out of attempts: those items keep their last error
+    # ...unless their error is an outage (a batch's poison item ran the attempts out while
+    # the others only met ErrorBatchProcessingStopped, say): no message's fault, go on.
+    unbounded = [i for i in pending if isinstance(results[i], UNBOUNDED)]
+    if unbounded and len(unbounded) < len(batch):
+        retried = await _with_retries(name, stage, [batch[i] for i in unbounded], policy, metrics)
+        for i, outcome in zip(unbounded, retried, strict=True):
+            results[i] = outcome
     return [results[i] for i in range(len(batch))]
 
 

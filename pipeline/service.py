@@ -14,6 +14,9 @@ Memory stays bounded whatever the backlog: intake admits at most
 EMAILLOG_MAX_IN_FLIGHT_MESSAGES items and every stage's inbox holds at most
 EMAILLOG_STAGE_QUEUE_MESSAGES, so a slow database or mail server makes intake wait.
 
+No mail is taken while the directory lacks the e-mail interaction template
+(`setup_check.SetupGate`): /readyz says why, and intake resumes once it is imported.
+
 Shutdown (hypercorn's pattern, arq's drain): when `shutdown()` returns, /readyz turns 503
 and phase one (intake and the reconciler) is cancelled; in-flight messages get
 EMAILLOG_DRAIN_TIMEOUT_SECONDS to finish; then every task is cancelled. Whatever was cut
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from pipeline.config import Settings
+from pipeline.directory import Directory
 from pipeline.flow import Deps, Flow, topology
 from pipeline.http import build_app, serve_http
 from pipeline.ledger import Ledger
@@ -39,7 +43,8 @@ from pipeline.metrics import Metrics, SourceMetrics
 from pipeline.reconciler import Reconciler
 from pipeline.rules import Policy
 from pipeline.runner import RetryPolicy
-from pipeline.sources import MailSource
+from pipeline.setup_check import SetupGate
+from pipeline.sources import MailSource, UsesDatabase
 from pipeline.sources.factory import build_source
 from pipeline.store.db import open_database
 from pipeline.store.directory_repo import DirectoryWatcher
@@ -64,10 +69,18 @@ async def serve(
     if source is None:
         source = build_source(settings, SourceMetrics(metrics))
     async with open_database(settings.database) as db:
+        if isinstance(source, UsesDatabase):  # the Graph source keeps its delta link there
+            source.use_database(db.pool)
         await source.open()
         try:
-            watcher = DirectoryWatcher(db, on_reload=lambda _: metrics.directory_reloads.inc())
-            await _Service(settings, db.pool, source, watcher, metrics).run(shutdown)
+            setup = SetupGate(settings.rules.email_template_code, metrics)
+
+            def on_reload(directory: Directory) -> None:
+                metrics.directory_reloads.inc()
+                setup.on_reload(directory)
+
+            watcher = DirectoryWatcher(db, on_reload=on_reload)
+            await _Service(settings, db.pool, source, watcher, metrics, setup).run(shutdown)
         finally:
             await source.close()
 
@@ -83,6 +96,8 @@ class _Service:
     source: MailSource
     watcher: DirectoryWatcher
     metrics: Metrics
+    #: Open while the directory has what logging needs (the e-mail template).
+    setup: SetupGate
     started: bool = False
     stopping: bool = False
 
@@ -119,7 +134,7 @@ class _Service:
         settings = self.settings
         try:
             async with asyncio.TaskGroup() as tg:
-                app = build_app(self.metrics, self.readiness)
+                app = build_app(self.metrics, self.readiness, lambda: self.setup.problems)
                 tg.create_task(serve_http(app, host=settings.http.host, port=settings.http.port))
                 tg.create_task(self.watcher.run())
                 tg.create_task(
@@ -151,13 +166,14 @@ class _Service:
     async def intake(self) -> None:
         """Phase one, cancelled together at shutdown: the reconciler and intake."""
         await self.watcher.ready.wait()
+        await self.setup.open.wait()  # no mail while the e-mail template is missing
         await self.reconciler.run_once_logged()  # finish half-done claims before new mail
         async with asyncio.TaskGroup() as phase_one:
             interval = self.settings.limits.reconcile_interval_seconds
             phase_one.create_task(self.reconciler.run(interval))
             self.started = True
             log.info("service started: taking mail from the queue")
-            phase_one.create_task(self.flow.take_in(self.source))
+            phase_one.create_task(self.flow.take_in(self.source, self.setup.open))
 
     async def drain(self) -> None:
         log.info(
@@ -179,6 +195,7 @@ class _Service:
             "source": self.source.connected,
             "started": self.started,
             "accepting": not self.stopping,
+            "email_template": self.watcher.ready.is_set() and not self.setup.problems,
         }
 
 

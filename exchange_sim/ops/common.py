@@ -11,7 +11,7 @@ from lxml import etree
 from exchange_sim.config import SimConfig
 from exchange_sim.faults import Faults
 from exchange_sim.model import Folder, Mailbox, StoreError
-from exchange_sim.render import Shape
+from exchange_sim.render import PUBLIC_CONTENT_MAILBOX_GUID, Shape, extended_field
 from exchange_sim.soapxml import M_NS, T_NS
 from exchange_sim.store import Store
 from exchange_sim.subscriptions import Subscriptions
@@ -39,7 +39,8 @@ class Ctx:
     user: str | None  # set by the auth middleware
 
     def default_mailbox(self) -> Mailbox:
-        if self.anchor:
+        # A public-folder content mailbox in X-AnchorMailbox (routing.py) is no user's.
+        if self.anchor and not self.anchor.lower().startswith(PUBLIC_CONTENT_MAILBOX_GUID):
             return self.store.mailbox(self.anchor)
         if self.user and self.user.lower() in self.store.mailboxes:
             return self.store.mailboxes[self.user.lower()]
@@ -61,6 +62,9 @@ def parse_shape(elem: etree._Element | None) -> Shape:
             uri = path.get("FieldURI")
             if uri:
                 fields.add(uri)
+            tag = path.get("PropertyTag")
+            if tag is not None:  # t:ExtendedFieldURI by tag: "ext:0x6698"
+                fields.add(extended_field(tag))
     return Shape(base=base, fields=frozenset(fields))
 
 

@@ -73,6 +73,9 @@ def get_item(ctx: Ctx, req: etree._Element) -> str:
     for elem in item_id_elements(req.find(M + "ItemIds")):
         try:
             item = _lookup(ctx, elem)
+            injected = ctx.faults.take_item_failure("GetItem", item.id)
+            if injected:
+                raise StoreError(injected, "Injected failure for GetItem.")
         except StoreError as e:
             messages.append(sx.error("GetItem", e.code, e.text))
             continue

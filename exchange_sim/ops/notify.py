@@ -76,6 +76,7 @@ def subscribe(ctx: Ctx, req: etree._Element) -> str:
             watermark = spec.findtext(M + "Watermark")
             if watermark is not None and decode_watermark(watermark) is None:
                 raise StoreError("ErrorInvalidWatermark", "The watermark is invalid.")
+        _check_subscription_limit(ctx, mailbox)
     except StoreError as e:
         return _subscribe_error(e.code, e.text)
     sub = ctx.subscriptions.subscribe(kind, mailbox, folder_ids, event_types, timeout)
@@ -83,6 +84,21 @@ def subscribe(ctx: Ctx, req: etree._Element) -> str:
     if kind == "pull":
         content += f"<m:Watermark>{sub.watermark}</m:Watermark>"
     return sx.operation_response("Subscribe", sx.success("Subscribe", content))
+
+
+def _check_subscription_limit(ctx: Ctx, mailbox: Mailbox | None) -> None:
+    """EWSMaxSubscriptions (20 on Exchange Online): subscriptions nobody unsubscribed (a
+    crashed client's) count until they expire."""
+    limit = ctx.faults.subscription_limit
+    if limit is None:
+        return
+    held = sum(1 for sub in ctx.subscriptions.active.values() if sub.mailbox is mailbox)
+    if held >= limit:
+        raise StoreError(
+            "ErrorExceededSubscriptionCount",
+            "You have exceeded the available subscriptions for your account. Remove "
+            "unnecessary subscriptions and try your request again.",
+        )
 
 
 def _subscribe_error(code: str, text: str) -> str:

@@ -3,7 +3,7 @@
 One module per command, each with `add_parser(subparsers)` (see `common.AddParser`):
 
     migrate.py    `emaillog migrate`: apply the database migrations
-    directory.py  `emaillog directory import|export`: the directory as CSV files
+    directory.py  `emaillog directory import|export|retire`: the directory as CSV files
     explain.py    `emaillog explain`: which rule fires for a message, nothing written
     run.py        `emaillog run`: the service, until SIGTERM or SIGINT
     demo/         `emaillog demo`: the service against exchange_sim, on demo data

@@ -16,11 +16,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+import asyncpg
 
 from pipeline.model import Disposal, Mail, MailRef
 
-__all__ = ["Disposal", "Fetched", "MailSource", "NoEvents", "SourceEvents", "Stored"]
+__all__ = [
+    "Disposal",
+    "Fetched",
+    "MailSource",
+    "NoEvents",
+    "SourceEvents",
+    "Stored",
+    "UsesDatabase",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,10 @@ class SourceEvents(Protocol):
         """The server asked us to back off `seconds`: once per ErrorServerBusy the source
         sees, whether it waited itself (the stream) or raised `Throttled` to the caller."""
 
+    def on_mode(self, mode: str) -> None:
+        """Intake now works by `mode`: "streaming" (push) or "polling" (push unavailable
+        or not wanted); called on changes only."""
+
 
 class NoEvents:
     """The default `SourceEvents`: ignores everything."""
@@ -67,6 +81,9 @@ class NoEvents:
     def on_throttled(self, seconds: float) -> None:
         pass
 
+    def on_mode(self, mode: str) -> None:
+        pass
+
 
 class MailSource(Protocol):
     """A queue folder and its storage folder in one mailbox (or in public folders)."""
@@ -78,7 +95,8 @@ class MailSource(Protocol):
 
     @property
     def connected(self) -> bool:
-        """True while the source holds a live subscription."""
+        """True while intake works: a live subscription, or (without one) the last poll
+        of the queue succeeded."""
         ...
 
     async def open(self) -> None:
@@ -123,3 +141,11 @@ class MailSource(Protocol):
         """Storage items WITHOUT an Internet Message-ID whose `Mail.dedupe_key` is
         `dedupe_key`: as `find_in_queue_by_key`, in the storage folder."""
         ...
+
+
+@runtime_checkable
+class UsesDatabase(Protocol):
+    """A source that keeps state of its own in PostgreSQL (the Graph source: its delta
+    link). The service hands it the pool before `open()`."""
+
+    def use_database(self, pool: asyncpg.Pool) -> None: ...

@@ -27,10 +27,9 @@ from typing import Any, TypeVar
 
 from exchangelib.errors import ErrorServerBusy
 from exchangelib.items import HARD_DELETE, MOVE_TO_DELETED_ITEMS
-from exchangelib.services import MoveItem
 
 from pipeline.config import Settings
-from pipeline.errors import SourceUnavailable, Throttled
+from pipeline.errors import Retryable, SourceUnavailable, Throttled
 from pipeline.logs import get_logger
 from pipeline.model import MailRef
 from pipeline.sources import Disposal, Fetched, NoEvents, SourceEvents, Stored
@@ -43,29 +42,31 @@ from pipeline.sources.ews_convert import (
     ref_from_item,
     to_mail,
 )
+from pipeline.sources.ews_gate import gate_for
+from pipeline.sources.ews_links import (
+    LINK_FIELD,
+    MoveItemOnePerInput,
+    complete,
+    find_by_key,
+    find_by_message_id,
+    message_ids,
+    stored_of,
+)
+from pipeline.sources.ews_route import content_mailbox, run_routed
 from pipeline.sources.ews_stream import ArrivalStream
 
 log = get_logger(__name__)
+_MoveItemOnePerInput = MoveItemOnePerInput  # its old name (tests)
 
 T = TypeVar("T")
 
 #: How long close() waits for the stream thread, and for the final Unsubscribe.
 CLOSE_WAIT_SECONDS = 5.0
+#: How often the arrivals loop looks at the stream watchdog while no ref arrives.
+WATCHDOG_TICK_SECONDS = 1.0
 #: open() runs before the pipeline's retries exist: ErrorServerBusy there is waited out (as
 #: the server says) this many times before open() gives up and the process exits.
 OPEN_THROTTLED_ATTEMPTS = 10
-
-
-class _MoveItemOnePerInput(MoveItem):  # type: ignore[misc]
-    """MoveItem yielding exactly one result per input item.
-
-    A move into a public folder (or another mailbox) succeeds with an empty <m:Items/>, and
-    exchangelib then yields nothing for that item, so its result list gets shorter and can
-    no longer be matched to the inputs. Here an empty container yields None instead."""
-
-    @classmethod
-    def _get_elements_in_container(cls, container: Any) -> list[Any]:
-        return list(container) or [None]
 
 
 def _ids(refs: Sequence[MailRef]) -> list[tuple[str, None]]:
@@ -92,6 +93,12 @@ class EwsSource:
         self._disposal_folder: Any = None
         self._stream: ArrivalStream | None = None
         self._thread: threading.Thread | None = None
+        self._poll_task: asyncio.Future[None] | None = None  # a poll while the stream is silent
+        # Shared by every EWS call of the process to this server (ews_gate.py).
+        self._gate = gate_for(self._ews.url)
+        # Public-folder content mailboxes of the queue and storage (ews_route.py).
+        self._queue_route: str | None = None
+        self._storage_route: str | None = None
 
     # --- MailSource: identity and state ---
 
@@ -119,6 +126,15 @@ class EwsSource:
             self._disposal_folder = await self._call_when_allowed(
                 resolve_folder, self._account, self._disposal_path
             )
+        domain = self._ews.mailbox.rpartition("@")[2]
+        if self._queue_path.public:
+            self._queue_route = await self._call_when_allowed(
+                content_mailbox, self._account, self._queue, domain
+            )
+        if self._storage_path.public:
+            self._storage_route = await self._call_when_allowed(
+                content_mailbox, self._account, self._storage, domain
+            )
         log.info(
             "EWS source open: queue %s, storage %s, auth %s",
             self._queue_path,
@@ -129,6 +145,8 @@ class EwsSource:
     async def close(self) -> None:
         stream, thread = self._stream, self._thread
         subscription_id = stream.subscription_id if stream is not None else None
+        if self._poll_task is not None:
+            self._poll_task.cancel()
         if stream is not None and thread is not None:
             stream.stop()
             await self._wait_for_thread(stream, thread)
@@ -137,7 +155,8 @@ class EwsSource:
             # against EWSMaxSubscriptions (20 on Exchange Online) until then.
             with suppress(Exception):
                 await asyncio.wait_for(
-                    self._call(self._queue.unsubscribe, subscription_id), CLOSE_WAIT_SECONDS
+                    self._call(self._queue.unsubscribe, subscription_id, route=self._queue_route),
+                    CLOSE_WAIT_SECONDS,
                 )
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -176,23 +195,48 @@ class EwsSource:
             account=self._account,
             queue_folder=self._queue,
             public=self._queue_path.public,
+            # Public folders poll unless streaming is asked for (module docstring).
+            streaming=not self._queue_path.public or self._ews.public_folder_streaming,
             stream_timeout_minutes=self._ews.stream_timeout_minutes,
             catch_up_interval_seconds=limits.catch_up_interval_seconds,
+            poll_interval_seconds=self._settings.source.poll_interval_seconds,
             back_off_cap_seconds=limits.retry_max_wait_seconds,
             loop=self._loop,
             refs=refs,
             notify=self._notify_from_thread,
+            gate=self._gate,
+            route=self._queue_route,
         )
         self._thread = threading.Thread(target=self._stream.run, name="ews-stream", daemon=True)
         self._thread.start()
+        silence = self._ews.stream_silence_seconds
         while True:
-            yield await refs.get()
+            try:
+                async with asyncio.timeout(WATCHDOG_TICK_SECONDS):
+                    ref = await refs.get()
+            except TimeoutError:
+                # The stream watchdog: no bytes, not even keep-alives, for too long; and
+                # polling meanwhile once the silence lasts a poll interval.
+                self._stream.check_silence(silence)
+                self._poll_if_silent(self._stream)
+                continue
+            yield ref
+
+    def _poll_if_silent(self, stream: ArrivalStream) -> None:
+        if self._poll_task is not None and not self._poll_task.done():
+            return
+        if stream.wants_poll(self._settings.source.poll_interval_seconds):
+            # A task of its own: it may block on the refs queue this generator drains.
+            poll = self._call(stream.poll_now, route=self._queue_route)
+            self._poll_task = asyncio.ensure_future(poll)
 
     def _notify_from_thread(self, hook: str, args: tuple[Any, ...]) -> None:
         """Run a SourceEvents hook on the event loop (called from the stream thread)."""
         if self._loop is None:
             return
-        callback: Callable[..., None] = getattr(self._events, hook)
+        callback: Callable[..., None] | None = getattr(self._events, hook, None)
+        if callback is None:  # a SourceEvents written before the hook existed
+            return
         with suppress(RuntimeError):  # the loop is closed: nobody is listening any more
             self._loop.call_soon_threadsafe(callback, *args)
 
@@ -212,7 +256,8 @@ class EwsSource:
                 account.fetch(
                     ids=ids, folder=queue, only_fields=list(FETCH_FIELDS), chunk_size=len(ids)
                 )
-            )
+            ),
+            route=self._queue_route,
         )
         out: list[Fetched | Exception] = []
         for ref, result in zip(refs, align(results, len(refs), "GetItem"), strict=True):
@@ -224,16 +269,35 @@ class EwsSource:
         return out
 
     async def move_to_storage(self, refs: Sequence[MailRef]) -> list[Stored | Exception]:
+        # A move into a public folder returns no id: the copy is found again by its
+        # Message-ID, read before the move (ews_links.py).
+        wanted: list[str | None] = [None] * len(refs)
+        if self._storage_path.public and refs:
+            with suppress(Retryable):  # best-effort: the reconciler fills what is missing
+                ids = [ref.item_id for ref in refs]
+                wanted = await self._call(
+                    message_ids, self._account, self._queue, ids, route=self._queue_route
+                )
         results = await self._move(refs, self._storage)
-        out: list[Stored | Exception] = []
-        for result in results:
-            if isinstance(result, Exception):
-                out.append(self._item_error(result))
-            elif result is None:  # moved into a public folder: the server returns no id
-                out.append(Stored(item_id=None))
-            else:
-                new_id, _changekey = result
-                out.append(Stored(item_id=new_id))
+        moved = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+        new_ids = [None if results[i] is None else results[i][0] for i in moved]
+        try:
+            stored = await self._call(
+                complete,
+                self._account,
+                self._storage,
+                new_ids,
+                [wanted[i] for i in moved],
+                self._ews.url,
+                route=self._storage_route,
+            )
+        except Retryable:  # the move happened: record what we know, the reconciler the rest
+            stored = [Stored(item_id=item_id) for item_id in new_ids]
+        out: list[Stored | Exception] = [
+            self._item_error(r) if isinstance(r, Exception) else Stored(None) for r in results
+        ]
+        for i, one in zip(moved, stored, strict=True):
+            out[i] = one
         return out
 
     async def dispose(self, refs: Sequence[MailRef], how: Disposal) -> list[Exception | None]:
@@ -248,7 +312,8 @@ class EwsSource:
             delete_type = HARD_DELETE if how is Disposal.HARD_DELETE else MOVE_TO_DELETED_ITEMS
             account, ids = self._account, _ids(refs)
             deleted = await self._call(
-                lambda: account.bulk_delete(ids=ids, delete_type=delete_type, chunk_size=len(ids))
+                lambda: account.bulk_delete(ids=ids, delete_type=delete_type, chunk_size=len(ids)),
+                route=self._queue_route,
             )
             results = align(deleted, len(refs), "DeleteItem")
         return [self._item_error(r) if isinstance(r, Exception) else None for r in results]
@@ -258,16 +323,16 @@ class EwsSource:
         return [ref_from_item(item) for item in items]
 
     async def find_in_storage(self, message_id: str) -> list[Stored]:
-        items = await self._find(self._storage, message_id)
-        return [Stored(item_id=item.id) for item in items]
+        items = await self._find(self._storage, message_id, LINK_FIELD)
+        return stored_of(items, self._ews.url)
 
     async def find_in_queue_by_key(self, dedupe_key: str) -> list[MailRef]:
         items = await self._find_by_key(self._queue, dedupe_key)
         return [ref_from_item(item) for item in items]
 
     async def find_in_storage_by_key(self, dedupe_key: str) -> list[Stored]:
-        items = await self._find_by_key(self._storage, dedupe_key)
-        return [Stored(item_id=item.id) for item in items]
+        items = await self._find_by_key(self._storage, dedupe_key, LINK_FIELD)
+        return stored_of(items, self._ews.url)
 
     # --- helpers ---
 
@@ -277,41 +342,29 @@ class EwsSource:
         account, ids = self._account, _ids(refs)
         results = await self._call(
             lambda: list(
-                _MoveItemOnePerInput(account=account, chunk_size=len(ids)).call(
+                MoveItemOnePerInput(account=account, chunk_size=len(ids)).call(
                     items=ids, to_folder=folder
                 )
-            )
+            ),
+            route=self._queue_route,  # the items moved are the queue's
         )
         return align(results, len(refs), "MoveItem")
 
-    async def _find(self, folder: Any, message_id: str) -> list[Any]:
-        # FindItem with a restriction on message:InternetMessageId; id-only fields keep it a
-        # single FindItem (no follow-up GetItem).
-        def find() -> list[Any]:
-            found = folder.filter(message_id=message_id).only(
-                "id", "changekey", "datetime_received"
-            )
-            return [item for item in found if not isinstance(item, Exception)]
+    async def _find(self, folder: Any, message_id: str, *extra: str) -> list[Any]:
+        return await self._call(
+            find_by_message_id, folder, message_id, extra, route=self._route_of(folder)
+        )
 
-        return await self._call(find)
+    async def _find_by_key(self, folder: Any, dedupe_key: str, *extra: str) -> list[Any]:
+        return await self._call(
+            find_by_key, folder, dedupe_key, extra, route=self._route_of(folder)
+        )
 
-    async def _find_by_key(self, folder: Any, dedupe_key: str) -> list[Any]:
-        # A content hash cannot go into a restriction: FindItem (paged) lists the items that
-        # have no message:InternetMessageId, exchangelib follows up with GetItem for
-        # FETCH_FIELDS, and each key is recomputed by `to_mail`, exactly as `fetch` does.
-        # Cost: one pass over the folder's items without a Message-ID (usually few).
-        def find() -> list[Any]:
-            found = folder.filter(message_id__exists=False).only("id", "changekey", *FETCH_FIELDS)
-            return [
-                item
-                for item in found
-                if not isinstance(item, Exception) and to_mail(item).dedupe_key == dedupe_key
-            ]
-
-        return await self._call(find)
+    def _route_of(self, folder: Any) -> str | None:
+        return self._queue_route if folder is self._queue else self._storage_route
 
     def _item_error(self, exc: Exception) -> Exception:
-        translated = item_error(exc)
+        translated = item_error(exc, self._gate.asked())
         if isinstance(translated, Throttled):
             self._events.on_throttled(translated.retry_after)
         return translated
@@ -325,15 +378,17 @@ class EwsSource:
                 await asyncio.sleep(exc.retry_after)
         return await self._call(fn, *args)
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking exchangelib call on our pool; translate its errors."""
+    async def _call(self, fn: Callable[..., T], *args: Any, route: str | None = None) -> T:
+        """Run a blocking exchangelib call on our pool; translate its errors. `route`: the
+        public-folder content mailbox its requests go to (ews_route.py)."""
         if self._executor is None:
             raise SourceUnavailable("EWS source is not open")
         loop = asyncio.get_running_loop()
+        call = functools.partial(run_routed, route, functools.partial(fn, *args))
         try:
-            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+            return await loop.run_in_executor(self._executor, call)
         except Exception as exc:
-            translated = call_error(exc)
+            translated = call_error(exc, self._gate.asked())
             if isinstance(translated, Throttled) and isinstance(exc, ErrorServerBusy):
                 self._events.on_throttled(translated.retry_after)
             if translated is exc:

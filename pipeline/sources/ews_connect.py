@@ -10,6 +10,9 @@ and `//` folder navigation (`/` would fill the whole folder cache of the mailbox
 
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any
 
@@ -35,6 +38,8 @@ from exchangelib.transport import NOAUTH
 
 from pipeline.config import EwsAuth, EwsSettings, FolderPath
 from pipeline.errors import FolderNotFound
+from pipeline.sources.ews_gate import gate_for
+from pipeline.sources.ews_route import apply_route
 
 #: Connections beyond the stream and the workers: the close-time Unsubscribe and a call
 #: racing a stream reconnect must never wait for a session.
@@ -94,15 +99,53 @@ class _SlicedResponse(requests.Response):
     sixth of the service's CPU in the benchmark's profile). In-memory bodies are handed over
     in slices instead; a streaming body (GetStreamingEvents) still yields bytes as they come."""
 
+    last_bytes_at = 0.0  # time.monotonic() of the last bytes of a streaming body
+
     def iter_content(self, chunk_size: int | None = 1, decode_unicode: bool = False) -> Any:
         # requests' own flag for "the whole body is in memory" (a non-streaming request).
         in_memory: bool = getattr(self, "_content_consumed", False)
         if in_memory and chunk_size == 1:
             chunk_size = IN_MEMORY_CHUNK_BYTES
-        return super().iter_content(chunk_size, decode_unicode)
+            # BackOffMilliseconds in a fault or in a response message (HTTP 200).
+            gate_for(self.url or "").observe(self.status_code, None, self.content)
+            return super().iter_content(chunk_size, decode_unicode)
+        return self._stamped(super().iter_content(chunk_size, decode_unicode))
+
+    def _stamped(self, chunks: Iterator[Any]) -> Iterator[Any]:
+        """A streaming body: note when bytes last came (keep-alives included), which
+        exchangelib never tells its caller; the stream watchdog reads `last_bytes_at`."""
+        for chunk in chunks:
+            self.last_bytes_at = time.monotonic()
+            if b"BackOffMilliseconds" in chunk:  # ErrorServerBusy inside the stream's body
+                gate_for(self.url or "").observe(self.status_code, None, chunk)
+            yield chunk
 
 
 class _SlicedReads:
+    """Also the process's back-off gate (ews_gate.py): every exchangelib request waits for
+    it, and every response that asks for a back-off (Retry-After here, BackOffMilliseconds
+    in `_SlicedResponse.iter_content`) holds it."""
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: bool | str = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> requests.Response:
+        apply_route(request.headers)  # public-folder content (ews_route.py)
+        gate = gate_for(request.url or "")
+        gate.wait()
+        response: requests.Response = super().send(  # type: ignore[misc]
+            request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+        )
+        # Headers only here: reading the body now would take the socket from under auth
+        # hooks (NTLM reads it); bodies are looked at as exchangelib parses them (below).
+        gate.observe(response.status_code, response.headers, None)  # type: ignore[arg-type]
+        return response
+
     def build_response(self, req: Any, resp: Any) -> requests.Response:
         response: requests.Response = super().build_response(req, resp)  # type: ignore[misc]
         response.__class__ = _SlicedResponse
@@ -172,3 +215,27 @@ def resolve_folder(account: Any, path: FolderPath) -> Any:
         except ErrorFolderNotFound as exc:
             raise FolderNotFound(f"folder {str(path)!r} not found (missing {part!r})") from exc
     return folder
+
+
+def shutdown_stream_socket(service: Any) -> bool:
+    """Shut down the socket under a streaming exchangelib service's response (guarded).
+
+    Returns True when a socket was found. `shutdown` (not `close`) wakes a reader blocked
+    in recv() on another thread; it sees EOF and requests raises ChunkedEncodingError."""
+    response = getattr(service, "_streaming_response", None)
+    if response is None:
+        return False
+    # requests.Response.raw is urllib3's HTTPResponse; _fp is http.client's response whose
+    # fp is a BufferedReader over socket.SocketIO (urllib3 2.x, CPython 3.11+).
+    for path in (("raw", "_fp", "fp", "raw", "_sock"), ("raw", "_connection", "sock")):
+        obj: Any = response
+        try:
+            for attr in path:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            continue
+        if isinstance(obj, socket.socket):
+            with suppress(OSError):
+                obj.shutdown(socket.SHUT_RDWR)
+            return True
+    return False

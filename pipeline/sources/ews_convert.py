@@ -6,11 +6,15 @@ hints: its objects enter as `Any` here and leave as `pipeline.model` values.
 Error mapping (whole call vs. per item):
 
     exchangelib / requests                          pipeline.errors
-    ErrorServerBusy (BackOffMilliseconds)           Throttled(retry_after=back_off)
+    ErrorServerBusy (BackOffMilliseconds)           Throttled(retry_after=back_off, or the
+                                                    value the back-off gate saw)
     ErrorServerBusy "Reraised from ErrorTimeout..." SourceUnavailable (a connection error
                                                     exchangelib dressed up as busy)
     ErrorTimeoutExpired, transport errors, 401,     SourceUnavailable
-    requests ConnectionError/ChunkedEncodingError
+    requests ConnectionError/ChunkedEncodingError,
+    HTTP 503 (ErrorInternalServerTransientError),
+    ErrorExceededConnectionCount, ErrorMailbox-
+    MoveInProgress, ErrorMailboxStoreUnavailable
     ErrorFolderNotFound                             FolderNotFound
     ErrorItemNotFound (per item)                    ItemGone
     any other EWS ResponseCode                      Retryable (bounded by the runner)
@@ -26,10 +30,20 @@ from typing import Any, TypeVar
 import requests
 from exchangelib.errors import (
     CASError,
+    ErrorBatchProcessingStopped,
+    ErrorExceededConnectionCount,
+    ErrorExpiredSubscription,
     ErrorFolderNotFound,
+    ErrorInternalServerTransientError,
     ErrorInvalidIdMalformed,
+    ErrorInvalidSubscription,
     ErrorItemNotFound,
+    ErrorMailboxMoveInProgress,
+    ErrorMailboxStoreUnavailable,
+    ErrorMissedNotificationEvents,
+    ErrorReadEventsFailed,
     ErrorServerBusy,
+    ErrorSubscriptionNotFound,
     EWSError,
     ResponseMessageError,
     TransportError,
@@ -62,6 +76,26 @@ FETCH_FIELDS = (
     "datetime_received",
     "is_draft",
     "size",
+)
+
+#: Expected while streaming: the subscription is gone or its events are, so resubscribe and
+#: catch up (Microsoft's "handling notification-related errors").
+SUBSCRIPTION_LOST = (
+    ErrorInvalidSubscription,
+    ErrorSubscriptionNotFound,
+    ErrorExpiredSubscription,
+    ErrorMissedNotificationEvents,
+    ErrorReadEventsFailed,
+)
+#: Outages, not any message's fault: the mailbox is moving or its database is down, or the
+#: account has too many connections open. Retried without limit (SourceUnavailable).
+OUTAGES = (
+    ErrorExceededConnectionCount,
+    ErrorMailboxMoveInProgress,
+    ErrorMailboxStoreUnavailable,
+    ErrorInternalServerTransientError,
+    # The rest of a batch after an earlier failure: not this request's fault either.
+    ErrorBatchProcessingStopped,
 )
 
 #: exchangelib's own default when the server sends ErrorServerBusy without a back-off.
@@ -178,15 +212,23 @@ def is_connection_error(exc: BaseException) -> bool:
     )
 
 
-def call_error(exc: BaseException) -> BaseException:
-    """Translate an exception that failed a whole call (see the module docstring)."""
+def call_error(exc: BaseException, gate_seconds: float = 0.0) -> BaseException:
+    """Translate an exception that failed a whole call (see the module docstring).
+    `gate_seconds`: the back-off the server asked for, while the shared gate holds."""
     if isinstance(exc, EmailLogError):
         return exc
     if isinstance(exc, ErrorServerBusy) and not is_connection_error(exc):
-        seconds = back_off_seconds(exc)
+        # The gate's hold is what the server asked for; exchangelib substitutes its own
+        # 10 s for a busy reply inside HTTP 200 (ews_gate.py).
+        if gate_seconds <= 0 and "Reraised from ErrorInternalServerTransient" in str(exc):
+            # HTTP 503 without Retry-After: an outage, backed off exponentially.
+            return SourceUnavailable(f"EWS unavailable: {describe(exc)}")
+        seconds = gate_seconds if gate_seconds > 0 else back_off_seconds(exc)
         return Throttled(f"EWS server busy, back off {seconds:g}s", retry_after=seconds)
     if isinstance(exc, ErrorFolderNotFound):
         return FolderNotFound(f"EWS folder not found: {exc}")
+    if isinstance(exc, OUTAGES):
+        return SourceUnavailable(f"EWS outage: {describe(exc)}")
     if is_connection_error(exc):
         return SourceUnavailable(f"EWS unavailable: {describe(exc)}")
     if isinstance(exc, EWSError):
@@ -194,13 +236,13 @@ def call_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def item_error(exc: Exception) -> Exception:
+def item_error(exc: Exception, gate_seconds: float = 0.0) -> Exception:
     """Translate a per-item exception returned inline by exchangelib."""
     if isinstance(exc, ErrorItemNotFound):
         return ItemGone(describe(exc))
     if isinstance(exc, ErrorInvalidIdMalformed):
         return Permanent(describe(exc))
-    translated = call_error(exc)
+    translated = call_error(exc, gate_seconds)
     return translated if isinstance(translated, Exception) else exc
 
 

@@ -17,4 +17,12 @@ def build_source(settings: Settings, events: SourceEvents) -> MailSource:
         from pipeline.sources.ews import EwsSource
 
         return EwsSource(settings, events=events)
+    if kind is SourceKind.IMAP:
+        from pipeline.sources.imap import ImapSource
+
+        return ImapSource(settings, events=events)
+    if kind is SourceKind.GRAPH:
+        from pipeline.sources.graph import GraphSource
+
+        return GraphSource(settings, events=events)
     raise ConfigError([f"EMAILLOG_SOURCE: the {kind} source is not available yet"])

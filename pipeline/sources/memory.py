@@ -84,6 +84,7 @@ class MemorySource:
         # The live subscription: deliveries are pushed into it; None (in it) means "lost".
         self._subscription: asyncio.Queue[MailRef | None] | None = None
         self._connected = False
+        self._mode: str | None = None
         self._calls: Counter[Op] = Counter()
         self._failures: dict[Op, deque[Exception]] = {}
         self._item_failures: dict[tuple[ItemOp, str], tuple[Exception, int | None]] = {}
@@ -151,6 +152,9 @@ class MemorySource:
             subscription: asyncio.Queue[MailRef | None] = asyncio.Queue()
             self._subscription = subscription
             self._set_connected(True)
+            if self._mode != "streaming":  # the memory source always streams
+                self._mode = "streaming"
+                self._events.on_mode(self._mode)
             if subscribed_before:
                 self._events.on_reconnect()
             return subscription

@@ -6,24 +6,23 @@ triggers of migration 0001 notify once per changing statement) and swaps in a fr
 reload. LISTEN is registered *before* the first load, so no change can fall between the two.
 
 CSV import is one transaction per file: a file is either fully imported or not at all. Every
-bad row is reported with file, line and reason before anything is written.
+bad row is reported with file, line and reason before anything is written. People are never
+deleted: `import --replace` and `retire` set `retired_at` (migration 0002), so past entries
+keep their codes; a retired person is left out of the loaded `Directory` and never matches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 
 from pipeline.directory import (
-    CONTACT_TYPES,
     AltAddress,
     Contact,
     ContactType,
@@ -33,8 +32,31 @@ from pipeline.directory import (
 )
 from pipeline.errors import DatabaseUnavailable, InputError
 from pipeline.logs import get_logger
-from pipeline.model import MAX_ADDRESS_CHARS
 from pipeline.store.db import Database, connect
+from pipeline.store.directory_csv import (
+    EXPORT_FILES,
+    HEADERS,
+    KINDS,
+    PEOPLE,
+    STATUS_HEADERS,
+    Kind,
+    Row,
+    read_csv,
+    report,
+    validate,
+)
+
+__all__ = [
+    "EXPORT_FILES",
+    "HEADERS",
+    "KINDS",
+    "PEOPLE",
+    "Kind",
+    "export_csv",
+    "import_csv",
+    "replace_csv",
+    "retire",
+]
 
 log = get_logger(__name__)
 
@@ -48,28 +70,6 @@ _CONNECTION_ERRORS = (
     DatabaseUnavailable,
 )
 
-Kind = Literal["salespersons", "contacts", "alt_addresses", "templates"]
-#: Import order matters: alt. addresses refer to contacts.
-KINDS: tuple[Kind, ...] = ("salespersons", "contacts", "alt_addresses", "templates")
-#: File names written by `export_csv` (the same names `directory import` options suggest).
-EXPORT_FILES: dict[Kind, str] = {
-    "salespersons": "salespersons.csv",
-    "contacts": "contacts.csv",
-    "alt_addresses": "alt-addresses.csv",
-    "templates": "templates.csv",
-}
-HEADERS: dict[Kind, tuple[str, ...]] = {
-    "salespersons": ("code", "name", "email"),
-    "contacts": ("no", "name", "type", "company_no", "email"),
-    "alt_addresses": ("contact_no", "code", "email"),
-    "templates": ("code", "description", "group_code", "unit_cost", "unit_duration_min"),
-}
-#: Errors listed in one InputError before "and N more" (a wrong file can have 50,000).
-MAX_REPORTED_ERRORS = 20
-
-# A bare address: no spaces, brackets, commas or quotes; one '@' with text on both sides.
-_BARE_ADDRESS = re.compile(r"^[^\s@<>(),;:\"\[\]\\]+@[^\s@<>(),;:\"\[\]\\]+$")
-
 
 def contact_type(value: str) -> ContactType:
     """Narrow a stored type to the Literal (the table's CHECK guarantees one of the two)."""
@@ -82,8 +82,12 @@ def contact_type(value: str) -> ContactType:
 async def load_directory(conn: asyncpg.Connection) -> Directory:
     """Read the four tables (in one snapshot) and build the index."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        sp = await conn.fetch("SELECT code, name, email FROM salesperson")
-        ct = await conn.fetch("SELECT no, name, type, company_no, email FROM contact")
+        # Retired people never match: they are not in the index at all (nor are the alt.
+        # addresses of retired contacts: `Directory.build` drops those of unknown contacts).
+        sp = await conn.fetch("SELECT code, name, email FROM salesperson WHERE retired_at IS NULL")
+        ct = await conn.fetch(
+            "SELECT no, name, type, company_no, email FROM contact WHERE retired_at IS NULL"
+        )
         alt = await conn.fetch("SELECT contact_no, code, email FROM contact_alt_address")
         tpl = await conn.fetch(
             "SELECT code, description, interaction_group_code, unit_cost, unit_duration_min "
@@ -180,138 +184,24 @@ class DirectoryWatcher:
                 conn.terminate()
 
 
-# --- CSV import / export --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    line: int
-    values: dict[str, str]
-
-
-def read_csv(kind: Kind, path: Path) -> list[_Row]:
-    """The rows of a directory CSV, header checked; `line` is the row's first physical line."""
-    expected = HEADERS[kind]
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: Excel writes a BOM
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                raise InputError(f"{path}:1: empty file (expected header {','.join(expected)})")
-            names = tuple(h.strip().lower() for h in header)
-            if sorted(names) != sorted(expected):
-                raise InputError(
-                    f"{path}:1: wrong header {','.join(names)!r}; expected {','.join(expected)}"
-                )
-            rows: list[_Row] = []
-            line = reader.line_num + 1
-            for record in reader:
-                if any(cell.strip() for cell in record):
-                    if len(record) != len(names):
-                        raise InputError(
-                            f"{path}:{line}: expected {len(names)} fields, got {len(record)}"
-                        )
-                    values = {n: c.strip() for n, c in zip(names, record, strict=True)}
-                    rows.append(_Row(line, values))
-                line = reader.line_num + 1
-            return rows
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except csv.Error as exc:
-        raise InputError(f"{path}: not valid CSV: {exc}") from exc
-
-
-def _check_email(email: str) -> str | None:
-    """Why `email` is not acceptable in the directory, or None (empty is allowed: no address)."""
-    if not email:
-        return None
-    if len(email) > MAX_ADDRESS_CHARS:
-        return f"email is {len(email)} characters, longer than {MAX_ADDRESS_CHARS}"
-    if not _BARE_ADDRESS.match(email):
-        return f"email {email!r} is not a bare address like name@example.com"
-    return None
-
-
-def _check_code(value: str, field: str, max_chars: int) -> str | None:
-    if not value:
-        return f"empty {field}"
-    if len(value) > max_chars:
-        return f"{field} {value!r} is longer than {max_chars} characters"
-    return None
-
-
-def _decimal(value: str, field: str) -> tuple[Decimal, str | None]:
-    if not value:
-        return Decimal(0), None
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        return Decimal(0), f"{field} {value!r} is not a number"
-    if not number.is_finite() or abs(number) >= Decimal(10) ** 16:
-        return Decimal(0), f"{field} {value!r} is out of range"
-    return number, None
-
-
-def _validate(
-    kind: Kind, rows: Sequence[_Row], path: Path
-) -> tuple[list[tuple[Any, ...]], list[str]]:
-    """The records to write and every problem found (as 'file:line: reason')."""
-    records: list[tuple[Any, ...]] = []
-    problems: list[str] = []
-    first_line: dict[tuple[str, ...], int] = {}
-    for row in rows:
-        v = row.values
-        errors: list[str | None] = []
-        record: tuple[Any, ...]
-        if kind == "salespersons":
-            key: tuple[str, ...] = (v["code"],)
-            errors += [_check_code(v["code"], "code", 20), _check_email(v["email"])]
-            record = (v["code"], v["name"], v["email"])
-        elif kind == "contacts":
-            key = (v["no"],)
-            kind_value = (v["type"] or "person").lower()
-            errors += [
-                _check_code(v["no"], "no", 20),
-                None if len(v["company_no"]) <= 20 else "company_no is longer than 20 characters",
-                _check_email(v["email"]),
-                None
-                if kind_value in CONTACT_TYPES
-                else f"unknown type {v['type']!r} (expected person or company)",
-            ]
-            record = (v["no"], v["name"], kind_value, v["company_no"], v["email"])
-        elif kind == "alt_addresses":
-            key = (v["contact_no"], v["code"])
-            errors += [
-                _check_code(v["contact_no"], "contact_no", 20),
-                _check_code(v["code"], "code", 10),
-                _check_email(v["email"]),
-            ]
-            record = (v["contact_no"], v["code"], v["email"])
-        else:
-            key = (v["code"],)
-            cost, cost_error = _decimal(v["unit_cost"], "unit_cost")
-            duration, duration_error = _decimal(v["unit_duration_min"], "unit_duration_min")
-            errors += [_check_code(v["code"], "code", 10), cost_error, duration_error]
-            record = (v["code"], v["description"], v["group_code"], cost, duration)
-        if all(key) and key in first_line:
-            errors.append(f"duplicate key {'/'.join(key)} (first on line {first_line[key]})")
-        first_line.setdefault(key, row.line)
-        problems += [f"{path}:{row.line}: {e}" for e in errors if e]
-        records.append(record)
-    return records, problems
-
+# --- CSV import / export, retiring (the files themselves: directory_csv.py) -----------------
 
 _UPSERT: dict[Kind, str] = {
+    # Importing a person makes them active again (retired_at from the file: NULL unless the
+    # row says retired); a person already retired keeps the first retirement time.
     "salespersons": """
-        INSERT INTO salesperson (code, name, email) SELECT code, name, email FROM _import
-        ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email""",
+        INSERT INTO salesperson (code, name, email, retired_at)
+        SELECT code, name, email, retired_at FROM _import
+        ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email,
+            retired_at = CASE WHEN EXCLUDED.retired_at IS NULL THEN NULL
+                              ELSE coalesce(salesperson.retired_at, EXCLUDED.retired_at) END""",
     "contacts": """
-        INSERT INTO contact (no, name, type, company_no, email)
-        SELECT no, name, type, company_no, email FROM _import
+        INSERT INTO contact (no, name, type, company_no, email, retired_at)
+        SELECT no, name, type, company_no, email, retired_at FROM _import
         ON CONFLICT (no) DO UPDATE SET name = EXCLUDED.name, type = EXCLUDED.type,
-            company_no = EXCLUDED.company_no, email = EXCLUDED.email""",
+            company_no = EXCLUDED.company_no, email = EXCLUDED.email,
+            retired_at = CASE WHEN EXCLUDED.retired_at IS NULL THEN NULL
+                              ELSE coalesce(contact.retired_at, EXCLUDED.retired_at) END""",
     "alt_addresses": """
         INSERT INTO contact_alt_address (contact_no, code, email)
         SELECT contact_no, code, email FROM _import
@@ -325,14 +215,34 @@ _UPSERT: dict[Kind, str] = {
             interaction_group_code = EXCLUDED.interaction_group_code,
             unit_cost = EXCLUDED.unit_cost, unit_duration_min = EXCLUDED.unit_duration_min""",
 }
+#: `import --replace`: what the file leaves out. People are retired (their entries keep
+#: their codes and names); alt. addresses and templates are only data, and are deleted.
+_REPLACE: dict[Kind, str] = {
+    "salespersons": """
+        UPDATE salesperson SET retired_at = $1
+        WHERE retired_at IS NULL AND code NOT IN (SELECT code FROM _import)""",
+    "contacts": """
+        UPDATE contact SET retired_at = $1
+        WHERE retired_at IS NULL AND no NOT IN (SELECT no FROM _import)""",
+    "alt_addresses": """
+        DELETE FROM contact_alt_address a WHERE NOT EXISTS
+            (SELECT 1 FROM _import i WHERE i.contact_no = a.contact_no AND i.code = a.code)""",
+    "templates": """
+        DELETE FROM interaction_template WHERE code NOT IN (SELECT code FROM _import)""",
+}
 _TABLE: dict[Kind, tuple[str, tuple[str, ...]]] = {
-    "salespersons": ("salesperson", ("code", "name", "email")),
-    "contacts": ("contact", ("no", "name", "type", "company_no", "email")),
+    "salespersons": ("salesperson", ("code", "name", "email", "retired_at")),
+    "contacts": ("contact", ("no", "name", "type", "company_no", "email", "retired_at")),
     "alt_addresses": ("contact_alt_address", ("contact_no", "code", "email")),
     "templates": (
         "interaction_template",
         ("code", "description", "interaction_group_code", "unit_cost", "unit_duration_min"),
     ),
+}
+#: `retire`: the table and key column of each kind of person.
+_PERSON_KEY: dict[Kind, tuple[str, str]] = {
+    "salespersons": ("salesperson", "code"),
+    "contacts": ("contact", "no"),
 }
 
 
@@ -342,31 +252,59 @@ async def import_csv(conn: asyncpg.Connection, kind: Kind, path: Path) -> int:
     Raises InputError (naming file, line and reason for up to 20 rows) and writes nothing
     when any row is bad.
     """
+    imported, _ = await _import(conn, kind, path, replace=False)
+    return imported
+
+
+async def replace_csv(conn: asyncpg.Connection, kind: Kind, path: Path) -> tuple[int, int]:
+    """`import_csv`, and the file is the whole truth: salespersons/contacts not in it are
+    retired, alt. addresses/templates not in it deleted, in the same transaction.
+    Returns (rows imported, rows retired or deleted)."""
+    return await _import(conn, kind, path, replace=True)
+
+
+async def _import(
+    conn: asyncpg.Connection, kind: Kind, path: Path, *, replace: bool
+) -> tuple[int, int]:
     rows = read_csv(kind, path)
-    records, problems = _validate(kind, rows, path)
+    now = datetime.now(UTC)
+    records, problems = validate(kind, rows, path, now)
     async with conn.transaction():
         if kind == "alt_addresses" and not problems:
             problems += await _unknown_contacts(conn, rows, path)
         if problems:
-            more = len(problems) - MAX_REPORTED_ERRORS
-            shown = problems[:MAX_REPORTED_ERRORS]
-            if more > 0:
-                shown.append(f"{path}: ... and {more} more problems; nothing of this file imported")
-            else:
-                shown.append(f"{path}: nothing of this file imported")
-            raise InputError("\n".join(shown))
+            raise InputError(report(problems, path))
         table, columns = _TABLE[kind]
         # COPY into a temporary table, then one INSERT ... ON CONFLICT: fast for 50,000 rows,
         # and one statement means one NOTIFY for the running services.
         await conn.execute(f"CREATE TEMP TABLE _import (LIKE {table}) ON COMMIT DROP")
         await conn.copy_records_to_table("_import", records=records, columns=list(columns))
         await conn.execute(_UPSERT[kind])
-    return len(records)
+        removed = 0
+        if replace:
+            args = (now,) if kind in PEOPLE else ()
+            status = await conn.execute(_REPLACE[kind], *args)
+            removed = int(status.rsplit(" ", 1)[-1])  # "UPDATE n" / "DELETE n"
+    return len(records), removed
 
 
-async def _unknown_contacts(
-    conn: asyncpg.Connection, rows: Sequence[_Row], path: Path
-) -> list[str]:
+async def retire(conn: asyncpg.Connection, kind: Kind, key: str) -> datetime:
+    """Retire one salesperson (by code) or contact (by no.): they never match again, and
+    their past entries keep their names. Returns when they were retired (earlier, if they
+    already were); raises InputError when there is no such person."""
+    table, column = _PERSON_KEY[kind]
+    async with conn.transaction():
+        when: datetime | None = await conn.fetchval(
+            f"UPDATE {table} SET retired_at = coalesce(retired_at, now()) "
+            f"WHERE {column} = $1 RETURNING retired_at",
+            key,
+        )
+    if when is None:
+        raise InputError(f"no {kind.removesuffix('s')} with {column} {key!r}")
+    return when
+
+
+async def _unknown_contacts(conn: asyncpg.Connection, rows: Sequence[Row], path: Path) -> list[str]:
     numbers = sorted({r.values["contact_no"] for r in rows})
     known = {
         r["no"] for r in await conn.fetch("SELECT no FROM contact WHERE no = ANY($1)", numbers)
@@ -379,7 +317,8 @@ async def _unknown_contacts(
 
 
 async def export_csv(conn: asyncpg.Connection, directory: Path) -> list[Path]:
-    """Write the four directory files into `directory` (created if missing), headers first."""
+    """Write the four directory files into `directory` (created if missing), headers first.
+    Salespersons and contacts, retired ones included, carry `status` and `retired_at`."""
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -391,7 +330,18 @@ async def export_csv(conn: asyncpg.Connection, directory: Path) -> list[Path]:
             path = directory / EXPORT_FILES[kind]
             with path.open("w", newline="", encoding="utf-8") as f:
                 writer = csv.writer(f)
-                writer.writerow(HEADERS[kind])
-                writer.writerows(tuple(str(value) for value in row) for row in rows)
+                if kind in PEOPLE:
+                    writer.writerow(HEADERS[kind] + STATUS_HEADERS)
+                    writer.writerows(_person_cells(tuple(row)) for row in rows)
+                else:
+                    writer.writerow(HEADERS[kind])
+                    writer.writerows(tuple(str(value) for value in row) for row in rows)
             written.append(path)
     return written
+
+
+def _person_cells(row: tuple[Any, ...]) -> tuple[str, ...]:
+    """A salesperson/contact row (retired_at last) as CSV cells, with its status."""
+    *values, retired_at = row
+    status = ("retired", retired_at.isoformat()) if retired_at is not None else ("active", "")
+    return (*(str(v) for v in values), *status)

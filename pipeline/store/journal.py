@@ -265,3 +265,50 @@ async def moving_rows(conn: asyncpg.Connection, *, mailbox: str, limit: int) -> 
         )
         for r in rows
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class UnlinkedRow:
+    """A stored message whose storage item id or web link is not known yet (a move into a
+    public folder returns no id; a lookup after the move failed)."""
+
+    id: int
+    message_key: str
+    internet_message_id: str | None
+    storage_item_id: str | None
+
+
+async def unlinked_rows(conn: asyncpg.Connection, *, mailbox: str, limit: int) -> list[UnlinkedRow]:
+    """Stored messages missing their storage item id or web link, least recently tried first."""
+    rows = await conn.fetch(
+        """SELECT id, message_key, internet_message_id, storage_item_id FROM stored_message
+           WHERE mailbox = $1 AND state = 'stored'
+             AND (storage_item_id IS NULL OR web_link IS NULL)
+           ORDER BY updated_at LIMIT $2""",
+        mailbox,
+        limit,
+    )
+    return [
+        UnlinkedRow(r["id"], r["message_key"], r["internet_message_id"], r["storage_item_id"])
+        for r in rows
+    ]
+
+
+async def fill_link(
+    conn: asyncpg.Connection,
+    *,
+    stored_message_id: int,
+    storage_item_id: str | None,
+    web_link: str | None,
+) -> None:
+    """Fill what is missing of a stored message's link (never overwrites); a row nothing
+    was found for only moves to the back of `unlinked_rows`."""
+    await conn.execute(
+        """UPDATE stored_message
+           SET storage_item_id = COALESCE(storage_item_id, $2),
+               web_link = COALESCE(web_link, $3), updated_at = now()
+           WHERE id = $1 AND state = 'stored'""",
+        stored_message_id,
+        storage_item_id,
+        web_link,
+    )

@@ -26,6 +26,15 @@ ENTRY_KEYS = {
     "information_flow",
     "initiated_by",
     "description",
+    # Issue 16: explain --json shows every field the service writes.
+    "interaction_at",
+    "subject",
+    "interaction_template_code",
+    "interaction_group_code",
+    "cost_lcy",
+    "duration_min",
+    "correspondence_type",
+    "email_logged",
 }
 
 

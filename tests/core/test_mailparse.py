@@ -140,10 +140,11 @@ def test_nul_bytes_are_removed_from_text() -> None:
     assert m.sender is not None and "\x00" not in m.sender.email
 
 
-def test_address_without_at_is_kept_as_written() -> None:
-    # The rules never match it; keeping it shows in `explain` what the header said.
+def test_address_without_at_is_a_name_not_an_address() -> None:
+    # Changed by issue 16 (it pinned the text as the address): a display name alone is no
+    # address; the name is kept, the address is empty, so the rules see no recipient.
     m = parse_mime(eml("From: a@b.example", "To: just-a-name"))
-    assert [a.email for a in m.to] == ["just-a-name"]
+    assert [(a.email, a.name) for a in m.to] == [("", "just-a-name")]
 
 
 @pytest.mark.parametrize(

@@ -286,11 +286,17 @@ def test_salesperson_is_checked_before_contact_for_the_sender() -> None:
     assert pairs(d) == [("C001", "SPX")]
 
 
-def test_recipient_that_is_both_counts_as_salesperson() -> None:
+def test_recipient_that_is_both_is_asked_only_the_other_sides_question() -> None:
+    """Changed by issue 16 (it pinned salesperson-before-contact on recipients too, so the
+    outbound case was `unregistered`). NAV codeunit 5064 `GetInboundOutboundInteraction`:
+    outbound calls `ContactRecipients`, which asks only `IsContact` of each recipient;
+    inbound calls `SalespersonRecipients`, which asks only `IsSalesperson`."""
     inbound = run(mail(sender="ann@them.example", to=("both@example.org",)))
     assert pairs(inbound) == [("C001", "SPX")]
     outbound = run(mail(sender="sam@us.example", to=("both@example.org",)))
-    assert outbound.outcome is Outcome.UNREGISTERED
+    assert outbound.outcome is Outcome.LOGGED
+    assert outbound.direction is Direction.OUTBOUND
+    assert pairs(outbound) == [("CX", "SP1")]
 
 
 def test_contact_alternative_address_matches_and_records_its_code() -> None:

@@ -12,7 +12,7 @@ import pytest
 from pipeline.errors import ConfigError, DatabaseUnavailable, InputError
 from pipeline.store.db import Database, open_database
 from pipeline.store.directory_repo import DirectoryWatcher, export_csv, import_csv, load_directory
-from pipeline.store.migrate import apply_migrations
+from pipeline.store.migrate import apply_migrations, available_migrations
 from pipeline.store.queries import is_logged
 from tests.settings import make_settings
 
@@ -41,9 +41,12 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 async def test_migrations_apply_once_and_then_nothing(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
-        assert await apply_migrations(conn) == ["0001_initial.sql"]
+        # Every shipped migration (issue 16 added 0002), in order, then nothing.
+        names = [m.name for m in available_migrations()]
+        assert names[:2] == ["0001_initial.sql", "0002_directory_retired.sql"]
+        assert await apply_migrations(conn) == names
         assert await apply_migrations(conn) == []
-        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 1
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == len(names)
     finally:
         await conn.close()
 
@@ -52,7 +55,7 @@ async def test_two_concurrent_migrators_apply_each_migration_once(database_url: 
     a, b = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
     try:
         results = await asyncio.gather(apply_migrations(a), apply_migrations(b))
-        assert sorted(results) == [[], ["0001_initial.sql"]]
+        assert sorted(results) == [[], [m.name for m in available_migrations()]]
     finally:
         await a.close()
         await b.close()
@@ -320,6 +323,7 @@ async def test_embedded_server_starts_is_shared_and_stops(tmp_path: Path) -> Non
             assert "/emaillog?" in inner.url
         # The inner exit did not stop the server the outer one still uses.
         async with outer.pool.acquire() as conn:
-            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 1
+            migrations = len(available_migrations())  # issue 16 added 0002
+            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == migrations
     with pytest.raises((OSError, asyncpg.PostgresError)):
         await asyncpg.connect(outer.url, timeout=5)

@@ -2,8 +2,9 @@
 
 For every delivered queue message, exactly one of:
 - logged: one 'logged' disposal_log row pointing at a stored_message row in state 'stored',
-  whose storage_item_id is an item in the storage folder (with the message's Message-ID),
-  carrying its entries (the expected number, when the scenario knows it);
+  whose storage_item_id is an item in the storage folder (with the message's Message-ID)
+  and which has a web link (issue 11), carrying its entries (the expected number, when the
+  scenario knows it);
 - disposed: one disposal_log row with its outcome, and the item gone from the queue;
 - failed (only where the scenario allows it): still in the queue BY DESIGN (a poison
   message is recorded 'failed' after bounded retries and left for a person), with a
@@ -84,15 +85,36 @@ async def _read_database(
     return list(disposals), list(stored), Counter({r["stored_message_id"]: r["n"] for r in counts})
 
 
-def snapshot(sim: Folders, database_url: str) -> Snapshot:
+def snapshot(
+    sim: Folders, database_url: str, storage: str = STORAGE, queue: str = QUEUE
+) -> Snapshot:
     disposals, stored, entries = run(_read_database(database_url))
     return Snapshot(
         disposals=disposals,
         stored={r["id"]: r for r in stored},
         entries=entries,
-        queue={i["id"]: i for i in sim.list_items(MAILBOX, QUEUE)},
-        storage={i["id"]: i for i in sim.list_items(MAILBOX, STORAGE)},
+        queue={i["id"]: i for i in sim.list_items(MAILBOX, queue)},
+        storage={i["id"]: i for i in sim.list_items(MAILBOX, storage)},
     )
+
+
+def unlinked_rows(database_url: str) -> int:
+    """Stored messages still missing their storage item id or web link (the reconciler
+    fills them)."""
+
+    async def count() -> int:
+        conn = await asyncpg.connect(database_url)
+        try:
+            value: int = await conn.fetchval(
+                "SELECT count(*) FROM stored_message WHERE state = 'stored'"
+                " AND (storage_item_id IS NULL OR web_link IS NULL)"
+            )
+            return value
+        finally:
+            await conn.close()
+
+    result: int = run(count())
+    return result
 
 
 def moving_rows(database_url: str) -> int:
@@ -218,6 +240,8 @@ def _check_logged(snap: Snapshot, d: Delivered, row: asyncpg.Record, where: str)
     problems = []
     if stored["state"] != "stored":
         problems.append(f"{where}: stored_message {sid} is {stored['state']}")
+    if stored["state"] == "stored" and not stored.get("web_link"):
+        problems.append(f"{where}: stored_message {sid} has no web link")
     storage_item = snap.storage.get(stored["storage_item_id"])
     if storage_item is None:
         problems.append(f"{where}: its storage_item_id is not in the storage folder")
@@ -240,10 +264,12 @@ def check(
     allowed_failed: Collection[str] = (),
     metrics: dict[str, float] | None = None,
     run_from_id: int = 0,
+    storage: str = STORAGE,
+    queue: str = QUEUE,
 ) -> Outcomes:
     """Assert every invariant (see the module docstring); return the outcomes."""
     problems, outcomes = violations(
-        snapshot(sim, database_url),
+        snapshot(sim, database_url, storage, queue),
         delivered,
         allowed_failed=allowed_failed,
         metrics=metrics,

@@ -174,12 +174,12 @@ def corpus_letters() -> list[Letter]:
     ]
 
 
-def deliver(sim: SimulatorThread, item: Letter) -> Delivered:
+def deliver(sim: SimulatorThread, item: Letter, queue: str = QUEUE) -> Delivered:
     """Put `item` into the queue folder (transport delivery or CreateItem)."""
     if item.transport and not item.draft:
-        item_id = sim.deliver(MAILBOX, QUEUE, item.raw)
+        item_id = sim.deliver(MAILBOX, queue, item.raw)
     else:
-        item_id = sim.create_item(MAILBOX, QUEUE, item.raw, is_draft=item.draft, is_read=False)
+        item_id = sim.create_item(MAILBOX, queue, item.raw, is_draft=item.draft, is_read=False)
     return Delivered(item.name, item_id, item.message_id, item.expect, item.entries)
 
 

@@ -34,7 +34,9 @@ def healthy() -> Snapshot:
                 "message_id_hash": hash_key("<b@x>"),
             },
         ],
-        stored={10: {"id": 10, "state": "stored", "storage_item_id": "s1"}},
+        stored={
+            10: {"id": 10, "state": "stored", "storage_item_id": "s1", "web_link": "https://x/1"}
+        },
         entries=Counter({10: 2}),
         queue={},
         storage={"s1": {"id": "s1", "message_id": "<a@x>"}},
@@ -69,6 +71,8 @@ def damaged(kind: str) -> Snapshot:
         snap.storage.clear()
     elif kind == "wrong outcome":
         snap.disposals[1] = {**snap.disposals[1], "outcome": "duplicate"}
+    elif kind == "no web link":
+        snap.stored[10] = {**snap.stored[10], "web_link": None}
     elif kind == "decision never delivered":
         snap.disposals.append({**snap.disposals[1], "id": 3, "queue_item_id": "q9"})
     return snap
@@ -85,6 +89,7 @@ def damaged(kind: str) -> Snapshot:
         "link to nothing",
         "wrong outcome",
         "decision never delivered",
+        "no web link",
     ],
 )
 def test_each_kind_of_damage_is_detected(kind: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from pipeline.errors import DatabaseUnavailable, ItemGone, Retryable
+from pipeline.errors import DatabaseUnavailable, ItemGone, Retryable, SourceUnavailable
 from pipeline.metrics import Metrics
 from pipeline.runner import RetryPolicy, next_batch, run_batch
 
@@ -72,3 +72,26 @@ async def test_a_database_outage_is_retried_beyond_max_attempts() -> None:
 
     assert await run_batch("dedupe", stage, [1, 2], POLICY, Metrics()) == [1, 2]
     assert attempts == POLICY.max_attempts + 3
+
+
+async def test_outage_items_of_a_batch_outlive_a_poison_neighbour() -> None:
+    """Issue 11: the poison item's bounded error ends its attempts; the items that only met
+    an outage (ErrorBatchProcessingStopped after it, say) keep being retried, never failed."""
+    outage_left = {"b": 6}  # more outages than attempts
+
+    async def stage(items: Sequence[str]) -> list[str | Exception]:
+        out: list[str | Exception] = []
+        for item in items:
+            if item == "poison":
+                out.append(Retryable("poison"))
+            elif outage_left.get(item, 0) > 0:
+                outage_left[item] -= 1
+                out.append(SourceUnavailable("stopped batch"))
+            else:
+                out.append(item.upper())
+        return out
+
+    policy = RetryPolicy(max_attempts=3, max_wait_seconds=0.01)
+    results = await run_batch("fetch", stage, ["poison", "b", "c"], policy, Metrics())
+    assert isinstance(results[0], Retryable)
+    assert results[1:] == ["B", "C"]

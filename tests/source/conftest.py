@@ -60,6 +60,7 @@ class Recorder:
     connected: list[bool] = dataclasses.field(default_factory=list)
     reconnects: int = 0
     throttled: list[float] = dataclasses.field(default_factory=list)
+    modes: list[str] = dataclasses.field(default_factory=list)
     changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     def on_connected(self, connected: bool) -> None:
@@ -72,6 +73,10 @@ class Recorder:
 
     def on_throttled(self, seconds: float) -> None:
         self.throttled.append(seconds)
+        self.changed.set()
+
+    def on_mode(self, mode: str) -> None:
+        self.modes.append(mode)
         self.changed.set()
 
     async def wait_for(self, predicate: Any) -> None:

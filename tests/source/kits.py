@@ -23,6 +23,8 @@ from pipeline.sources.memory import STORAGE as MEMORY_STORAGE
 from pipeline.sources.memory import TRASH as MEMORY_TRASH
 from pipeline.sources.memory import MemorySource
 from tests.source.conftest import AUDIT, FOLDERS, MAILBOX, QUEUE, STORAGE, settings_for
+from tests.source.graph_kit import graph_kit
+from tests.source.imap_kit import imap_kit
 
 
 class Folder(enum.Enum):
@@ -183,4 +185,6 @@ async def ews_kit(events: SourceEvents) -> AsyncIterator[SourceKit]:
 KITS: dict[str, Callable[[SourceEvents], AbstractAsyncContextManager[SourceKit]]] = {
     "memory": memory_kit,
     "ews": ews_kit,
+    "imap": imap_kit,  # Dovecot: tests/source/imap_kit.py
+    "graph": graph_kit,  # exchange_sim's Graph face: tests/source/graph_kit.py
 }

@@ -73,8 +73,13 @@ async def test_catch_up_of_a_public_folder_queue(sim: Simulator, events: Recorde
 
 
 async def test_public_folder_queue_streams_new_mail(sim: Simulator, events: Recorder) -> None:
+    # Streaming on a public folder is opt-in (it polls by default: test_ews_intake.py).
     source = await open_source(
-        sim, events, queue_folder=PUBLIC_QUEUE, storage_folder=PUBLIC_STORAGE
+        sim,
+        events,
+        queue_folder=PUBLIC_QUEUE,
+        storage_folder=PUBLIC_STORAGE,
+        ews_public_folder_streaming=True,
     )
     try:
         arrivals = source.arrivals()
@@ -359,12 +364,19 @@ async def test_move_into_a_public_folder_has_no_new_id(sim: Simulator, events: R
         ids = [sim.deliver(MAILBOX, QUEUE, mime()) for _ in range(3)]
         sim.fail_items([ids[1]], ops=("MoveItem",))
         results = await source.move_to_storage([MailRef(i) for i in ids])
-        # Successes carry no id (and exchangelib alone would drop them from the list):
-        # each result still belongs to its input.
-        assert results[0] == Stored(item_id=None)
+        # MoveItem returns no id for these (and exchangelib alone would drop them from the
+        # list): each result still belongs to its input, and (issue 11) the stored copy is
+        # found again by its Message-ID, with its link.
+        stored = {
+            item["message_id"]: item["id"] for item in sim.list_items(MAILBOX, PUBLIC_STORAGE)
+        }
+        assert len(stored) == 2
         assert isinstance(results[1], ItemGone)
-        assert results[2] == Stored(item_id=None)
-        assert len(sim.list_items(MAILBOX, PUBLIC_STORAGE)) == 2
+        for result in (results[0], results[2]):
+            assert isinstance(result, Stored)
+            assert result.item_id in stored.values()
+            assert result.web_link and result.item_id in result.web_link
+        assert results[0] != results[2]
     finally:
         await source.close()
 

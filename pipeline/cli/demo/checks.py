@@ -30,6 +30,8 @@ from pipeline.model import Outcome, message_id_hash
 
 if TYPE_CHECKING:  # for annotations only; the demo imports the simulator lazily
     from exchange_sim import Simulator
+    from pipeline.cli.demo.graph_world import GraphWorld
+    from pipeline.cli.demo.imap_world import DovecotWorld
 
 
 async def disposal_counts(pool: asyncpg.Pool) -> dict[str, int]:
@@ -63,7 +65,10 @@ def drained(counts: Mapping[str, int], metrics: Metrics, *, delivered: int, in_q
 
 
 async def summary(
-    pool: asyncpg.Pool, sim: Simulator, counts: Mapping[str, int], say: Say
+    pool: asyncpg.Pool,
+    sim: Simulator | DovecotWorld | GraphWorld,
+    counts: Mapping[str, int],
+    say: Say,
 ) -> list[str]:
     """Print the summary; return the differences from what the demo data expects."""
     problems = check_counts(counts, say)
@@ -156,7 +161,10 @@ async def check_entries(pool: asyncpg.Pool, say: Say) -> list[str]:
 
 
 async def check_storage(
-    pool: asyncpg.Pool, sim: Simulator, counts: Mapping[str, int], say: Say
+    pool: asyncpg.Pool,
+    sim: Simulator | DovecotWorld | GraphWorld,
+    counts: Mapping[str, int],
+    say: Say,
 ) -> list[str]:
     """The storage folder must hold exactly the logged messages, each linked from the journal."""
     stored = await pool.fetch("SELECT state, storage_item_id FROM stored_message")

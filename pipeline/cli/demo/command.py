@@ -49,6 +49,8 @@ from pipeline.cli.demo.data import (
     expected_counts,
     write_directory_csv,
 )
+from pipeline.cli.demo.graph_world import GraphWorld, graph_settings
+from pipeline.cli.demo.imap_world import DovecotWorld
 from pipeline.cli.demo.view import LiveView, Say, Snapshot, counts_text, disposed, printer
 from pipeline.config import DisposalSetting, EwsAuth, FolderPath, RuleSettings, Settings
 from pipeline.errors import EmailLogError
@@ -85,12 +87,24 @@ def add_parser(subparsers: Subparsers) -> None:
         help="stop after the summary and print the per-outcome counts as one JSON object "
         "on the last line of stdout",
     )
+    parser.add_argument(
+        "--source",
+        choices=("ews", "graph", "imap"),
+        default="ews",
+        help="graph: the Exchange simulator through Microsoft Graph instead of EWS; imap: a "
+        "real Dovecot (Debian's dovecot-imapd) instead of the Exchange simulator",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     configure_command_logging(settings)
-    return asyncio.run(_run(settings, exit_when_drained=args.exit_when_drained, out=sys.stdout))
+    if getattr(args, "source", "ews") == "imap":
+        return asyncio.run(_run_imap(settings, args.exit_when_drained, sys.stdout))
+    graph = getattr(args, "source", "ews") == "graph"
+    return asyncio.run(
+        _run(settings, exit_when_drained=args.exit_when_drained, out=sys.stdout, graph=graph)
+    )
 
 
 # --- settings -------------------------------------------------------------------------------
@@ -139,7 +153,7 @@ class _Demo:
 
     settings: Settings  # demo_settings(): the demo's database, simulator and folders
     pool: asyncpg.Pool
-    sim: Simulator
+    sim: Simulator | DovecotWorld | GraphWorld  # exchange_sim, or Dovecot with --source imap
     stop: asyncio.Event  # set by SIGINT/SIGTERM, or by the demo to stop the service
     say: Say
 
@@ -151,7 +165,9 @@ class _Deliveries:
     done: int = 0
 
 
-async def _run(settings: Settings, *, exit_when_drained: bool, out: TextIO) -> int:
+async def _run(
+    settings: Settings, *, exit_when_drained: bool, out: TextIO, graph: bool = False
+) -> int:
     try:
         from exchange_sim import Simulator
     except ImportError as exc:
@@ -171,9 +187,32 @@ async def _run(settings: Settings, *, exit_when_drained: bool, out: TextIO) -> i
         Simulator(mailboxes=[MAILBOX], folders=[QUEUE_FOLDER, STORAGE_FOLDER]) as sim,
     ):
         settings = demo_settings(settings, sim.ews_url)
+        world: Simulator | GraphWorld = GraphWorld(sim) if graph else sim
+        if isinstance(world, GraphWorld):
+            settings = graph_settings(settings, world, MAILBOX)
         async with open_database(settings.database) as db:
-            demo = _Demo(settings, db.pool, sim, stop, printer(out))
+            demo = _Demo(settings, db.pool, world, stop, printer(out))
             return await _demo(demo, exit_when_drained, out)
+
+
+async def _run_imap(settings: Settings, exit_when_drained: bool, out: TextIO) -> int:
+    """As `_run`, with the mail on a real Dovecot and the service's IMAP source."""
+    from pipeline.cli.demo.imap_world import dovecot_world, imap_settings
+
+    async with until_signalled() as stop:
+        with dovecot_world([QUEUE_FOLDER, STORAGE_FOLDER]) as world:
+            settings = imap_settings(demo_settings(settings, ""), world)
+            async with open_database(settings.database) as db:
+                demo = _Demo(settings, db.pool, world, stop, printer(out))
+                return await _demo(demo, exit_when_drained, out)
+
+
+def _mail_server(sim: Simulator | DovecotWorld | GraphWorld) -> str:
+    if isinstance(sim, DovecotWorld):
+        return f"Dovecot at {sim.address}"
+    if isinstance(sim, GraphWorld):
+        return f"Exchange simulator's Graph face at {sim.graph_url}"
+    return f"Exchange simulator at {sim.ews_url}"
 
 
 async def _demo(demo: _Demo, exit_when_drained: bool, out: TextIO) -> int:
@@ -182,7 +221,7 @@ async def _demo(demo: _Demo, exit_when_drained: bool, out: TextIO) -> int:
     say, sim = demo.say, demo.sim
     say(
         f"emaillog demo: database in {demo.settings.database.data_dir / 'pg'} (emptied), "
-        f"Exchange simulator at {sim.ews_url}"
+        + _mail_server(sim)
     )
     loaded = await _reset_and_load_directory(demo.pool)
     say("directory imported: " + ", ".join(f"{n} {kind.replace('_', '. ')}" for kind, n in loaded))
@@ -228,11 +267,14 @@ async def _finish(
 
     say("")
     say(f"The service keeps running: {_url(demo.settings, '/metrics')}  (also /livez and /readyz)")
-    say(
-        "Deliver more mail: curl --data-binary @message.eml "
-        f"'{demo.sim.base_url}/_sim/deliver?mailbox={MAILBOX}"
-        f"&folder={QUEUE_FOLDER.replace(' ', '%20')}'"
-    )
+    if isinstance(demo.sim, DovecotWorld | GraphWorld):
+        say(demo.sim.hint(QUEUE_FOLDER))
+    else:
+        say(
+            "Deliver more mail: curl --data-binary @message.eml "
+            f"'{demo.sim.base_url}/_sim/deliver?mailbox={MAILBOX}"
+            f"&folder={QUEUE_FOLDER.replace(' ', '%20')}'"
+        )
     say("Ctrl-C stops it.")
     await _follow(demo, counts)
     await service
@@ -258,7 +300,7 @@ async def _reset_and_load_directory(pool: asyncpg.Pool) -> list[tuple[str, int]]
     return loaded
 
 
-def _put(sim: Simulator, sample: Sample) -> None:
+def _put(sim: Simulator | DovecotWorld | GraphWorld, sample: Sample) -> None:
     """Deliver a sample into the queue, or save it there as a draft.
 
     Transport delivery never makes a draft (in Exchange or in exchange_sim): a draft gets
@@ -270,7 +312,7 @@ def _put(sim: Simulator, sample: Sample) -> None:
 
 
 async def _deliver_live(
-    sim: Simulator,
+    sim: Simulator | DovecotWorld | GraphWorld,
     samples: Sequence[Sample],
     metrics: Metrics,
     service: asyncio.Task[None],

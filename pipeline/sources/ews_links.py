@@ -1,0 +1,144 @@
+"""Where a stored message lives: its storage item id and its OWA link (blocking helpers).
+
+A move into a public folder (or another mailbox) returns no new item id, so the stored
+copy is found again by its Internet Message-ID in the storage folder. The link is what the
+server says (`item:WebClientReadFormQueryString`, a full OWA URL on Exchange 2013 and
+later) or, when it says nothing, one built from the item id the way OWA builds it.
+Both are best-effort: the move has happened whatever they find, and the reconciler fills
+what is missing later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from exchangelib.services import MoveItem
+
+from pipeline.logs import get_logger
+from pipeline.sources import Stored
+from pipeline.sources.ews_convert import FETCH_FIELDS, to_mail
+
+log = get_logger(__name__)
+
+
+class MoveItemOnePerInput(MoveItem):  # type: ignore[misc]
+    """MoveItem yielding exactly one result per input item.
+
+    A move into a public folder (or another mailbox) succeeds with an empty <m:Items/>, and
+    exchangelib then yields nothing for that item, so its result list gets shorter and can
+    no longer be matched to the inputs. Here an empty container yields None instead."""
+
+    @classmethod
+    def _get_elements_in_container(cls, container: Any) -> list[Any]:
+        return list(container) or [None]
+
+
+LINK_FIELD = "web_client_read_form_query_string"
+
+
+def built_link(ews_url: str, item_id: str) -> str:
+    """An OWA read-form link for `item_id` on the server behind `ews_url`."""
+    parts = urlsplit(ews_url)
+    return (
+        f"{parts.scheme}://{parts.netloc}/owa/?ItemID={quote(item_id, safe='')}"
+        "&exvsurl=1&viewmodel=ReadMessageItem"
+    )
+
+
+def link_of(item: Any, ews_url: str) -> str:
+    link = getattr(item, LINK_FIELD, None)
+    return str(link) if link else built_link(ews_url, item.id)
+
+
+def stored_of(items: Sequence[Any], ews_url: str) -> list[Stored]:
+    """FindItem results (fetched with LINK_FIELD) as `Stored`."""
+    return [Stored(item_id=item.id, web_link=link_of(item, ews_url)) for item in items]
+
+
+def message_ids(account: Any, folder: Any, item_ids: Sequence[str]) -> list[str | None]:
+    """The Internet Message-ID of each queue item (None when it has none or is gone)."""
+    ids = [(item_id, None) for item_id in item_ids]
+    found = account.fetch(ids=ids, folder=folder, only_fields=["message_id"], chunk_size=len(ids))
+    return [
+        None if isinstance(item, Exception) or not item.message_id else str(item.message_id)
+        for item in found
+    ]
+
+
+def find_stored(storage: Any, message_id: str) -> str | None:
+    """The id of the storage item with this Internet Message-ID (the newest, if several)."""
+    found = [
+        item
+        for item in storage.filter(message_id=message_id).only("id", "datetime_received")
+        if not isinstance(item, Exception)
+    ]
+    if not found:
+        return None
+    found.sort(key=lambda item: item.datetime_received or 0)
+    return str(found[-1].id)
+
+
+def links(account: Any, folder: Any, item_ids: Sequence[str], ews_url: str) -> list[str]:
+    """The OWA link of each storage item, as the server gives it or built from the id."""
+    ids = [(item_id, None) for item_id in item_ids]
+    found = account.fetch(ids=ids, folder=folder, only_fields=[LINK_FIELD], chunk_size=len(ids))
+    out = []
+    for item_id, item in zip(item_ids, found, strict=True):
+        link = None if isinstance(item, Exception) else getattr(item, LINK_FIELD, None)
+        out.append(str(link) if link else built_link(ews_url, item_id))
+    return out
+
+
+def complete(
+    account: Any,
+    storage: Any,
+    new_ids: Sequence[str | None],
+    wanted: Sequence[str | None],
+    ews_url: str,
+) -> list[Stored]:
+    """`Stored` for each moved item: `new_ids` are what MoveItem returned (None: no id),
+    `wanted` the Message-IDs to find those by. Never raises: what cannot be found now
+    stays None for the reconciler."""
+    ids = list(new_ids)
+    by_id: dict[str, str] = {}
+    try:
+        for i, (item_id, message_id) in enumerate(zip(new_ids, wanted, strict=True)):
+            if item_id is None and message_id:
+                ids[i] = find_stored(storage, message_id)
+        known = [item_id for item_id in ids if item_id is not None]
+        if known:
+            by_id = dict(zip(known, links(account, storage, known, ews_url), strict=True))
+    except Exception as exc:
+        log.warning("storage link lookup failed (%s); the reconciler fills it", type(exc).__name__)
+    return [
+        Stored(item_id=None, web_link=None)
+        if item_id is None
+        else Stored(item_id=item_id, web_link=by_id.get(item_id) or built_link(ews_url, item_id))
+        for item_id in ids
+    ]
+
+
+def find_by_message_id(folder: Any, message_id: str, extra: Sequence[str] = ()) -> list[Any]:
+    """Items of `folder` with this Internet Message-ID (blocking). FindItem with a
+    restriction on message:InternetMessageId; id-only fields keep it a single FindItem."""
+    found = folder.filter(message_id=message_id).only(
+        "id", "changekey", "datetime_received", *extra
+    )
+    return [item for item in found if not isinstance(item, Exception)]
+
+
+def find_by_key(folder: Any, dedupe_key: str, extra: Sequence[str] = ()) -> list[Any]:
+    """Items of `folder` WITHOUT a Message-ID whose journal key is `dedupe_key` (blocking).
+
+    A content hash cannot go into a restriction: FindItem (paged) lists the items that have
+    no message:InternetMessageId, exchangelib follows up with GetItem for FETCH_FIELDS, and
+    each key is recomputed by `to_mail`, exactly as `fetch` does. Cost: one pass over the
+    folder's items without a Message-ID (usually few)."""
+    found = folder.filter(message_id__exists=False).only("id", "changekey", *FETCH_FIELDS, *extra)
+    return [
+        item
+        for item in found
+        if not isinstance(item, Exception) and to_mail(item).dedupe_key == dedupe_key
+    ]
