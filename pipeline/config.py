@@ -6,15 +6,15 @@
     ├── source     SourceSettings     which source, queue/storage folders, disposal (any source)
     │   ├── ews    EwsSettings        the EWS endpoint, mailbox, auth, stream
     │   ├── imap   ImapSettings       the IMAP server, security, auth, IDLE
-    │   └── graph  GraphSettings      Microsoft Graph: mailbox, app, URLs (config_graph.py)
+    │   └── graph  GraphSettings      Microsoft Graph: mailbox, app, URLs
     ├── limits     PipelineLimits     batch sizes, queues, in-flight cap, retries, intervals
     ├── http       HttpSettings       /metrics, /livez, /readyz
     └── log        LogSettings        level and format
 
-Every field declares its variable (`EMAILLOG_*`), default, parser and meaning in one
-place. Values are parsed into types here (the types and parsers are in `config_values`)
-and never again: folder paths (`FolderPath`,
-mailbox or `public:`), the disposal mode (`DisposalSetting`), the auth kind (`EwsAuth`).
+Every field declares its variable (`EMAILLOG_*`), default, parser and meaning in one place
+(`config_values.setting`; the per-source groups are in `config_sources`). Values are parsed
+into types here and never again: folder paths (`FolderPath`, mailbox or `public:`), the
+disposal mode (`DisposalSetting`), the auth kinds (`EwsAuth`, `ImapAuth`).
 Secrets may come from `<VARIABLE>_FILE` (a mounted Secret). Every limit carries its unit
 in its name. `Settings.from_env()` reports every problem at once as a `ConfigError`, never
 a traceback. The README lists every variable declared here (a test checks that).
@@ -23,23 +23,22 @@ a traceback. The README lists every variable declared here (a test checks that).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config_graph import GraphSettings
+from pipeline.config_sources import EwsSettings, GraphSettings, ImapSettings
 from pipeline.config_values import (
+    PREFIX,
     DisposalSetting,
     EwsAuth,
     FolderPath,
-    ImapAuth,
-    ImapSecurity,
     LogFormat,
     SourceKind,
     as_text,
     choice,
-    ews_version,
+    group,
     int_in,
     log_level,
     non_negative_float,
@@ -47,37 +46,29 @@ from pipeline.config_values import (
     parse_csv,
     positive_float,
     positive_int,
+    setting,
 )
 from pipeline.errors import ConfigError
 from pipeline.model import Disposal
 
 __all__ = [
+    "PREFIX",
     "DisposalSetting",
     "EwsAuth",
+    "EwsSettings",
     "FolderPath",
+    "GraphSettings",
+    "ImapSettings",
     "LogFormat",
     "Settings",
     "SourceKind",
     "as_text",
 ]
 
-PREFIX = "EMAILLOG_"
 #: Variables that may be read from a file named by `<VARIABLE>_FILE` (lowercase suffixes).
 SECRET_FIELDS = frozenset(
     {"database_url", "ews_password", "ews_client_secret", "imap_password", "graph_client_secret"}
 )
-
-
-def setting(variable: str, default: Any, parse: Callable[[str], Any] = str, doc: str = "") -> Any:
-    """Declare one setting: its variable (without the prefix), default, parser and meaning."""
-    return field(
-        default=default, metadata={"variable": PREFIX + variable, "parse": parse, "doc": doc}
-    )
-
-
-def group(kind: type[Any]) -> Any:
-    """Declare a group of settings (a frozen dataclass of `setting`s or groups)."""
-    return field(default_factory=kind, metadata={"group": kind})
 
 
 # --- the groups ---
@@ -112,93 +103,6 @@ class RuleSettings:
     email_template_code: str = setting(
         "EMAIL_TEMPLATE_CODE", "EMAIL", doc="interaction template code for e-mails"
     )
-
-
-@dataclass(frozen=True)
-class EwsSettings:
-    url: str = setting("EWS_URL", "", doc="EWS endpoint, https://host/EWS/Exchange.asmx")
-    mailbox: str = setting("EWS_MAILBOX", "", doc="SMTP address of the mailbox holding the queue")
-    auth: EwsAuth = setting("EWS_AUTH", EwsAuth.NTLM, choice(EwsAuth), "basic, ntlm, oauth2, none")
-    username: str = setting("EWS_USERNAME", "", doc="DOMAIN\\user or UPN for basic/ntlm")
-    password: str = setting("EWS_PASSWORD", "", doc="password for basic/ntlm (or ..._FILE)")
-    client_id: str = setting("EWS_CLIENT_ID", "", doc="OAuth2 application (client) id")
-    client_secret: str = setting("EWS_CLIENT_SECRET", "", doc="OAuth2 client secret (or ..._FILE)")
-    tenant_id: str = setting("EWS_TENANT_ID", "", doc="OAuth2 tenant id")
-    token_url: str = setting("EWS_TOKEN_URL", "", doc="override of the OAuth2 token URL (tests)")
-    version: str = setting("EWS_VERSION", "15.1", ews_version, "Exchange build (skips probing)")
-    timeout_seconds: float = setting(
-        "EWS_TIMEOUT_SECONDS", 120.0, positive_float, "HTTP timeout per EWS request"
-    )
-    verify_tls: bool = setting(
-        "EWS_VERIFY_TLS", True, parse_bool, "verify the server's certificate"
-    )
-    stream_timeout_minutes: int = setting(
-        "STREAM_TIMEOUT_MINUTES", 30, int_in(1, 30), "GetStreamingEvents timeout, 1-30"
-    )
-    worker_threads: int = setting(
-        "EWS_WORKER_THREADS", 4, positive_int, "threads for exchangelib calls"
-    )
-    stream_silence_seconds: float = setting(
-        "STREAM_SILENCE_SECONDS",
-        90.0,
-        positive_float,
-        "a stream silent this long (no events, no keep-alives) is reopened",
-    )
-    public_folder_streaming: bool = setting(
-        "EWS_PUBLIC_FOLDER_STREAMING",
-        False,
-        parse_bool,
-        "stream a public-folder queue (default: poll it)",
-    )
-
-    def problems(self) -> list[str]:
-        """What an EWS source needs that has no default."""
-        problems: list[str] = []
-        if not self.url:
-            problems.append("EMAILLOG_EWS_URL: required (https://host/EWS/Exchange.asmx)")
-        if not self.mailbox:
-            problems.append("EMAILLOG_EWS_MAILBOX: required (SMTP address of the queue mailbox)")
-        if self.auth in (EwsAuth.BASIC, EwsAuth.NTLM) and not (self.username and self.password):
-            problems.append(
-                "EMAILLOG_EWS_USERNAME and EMAILLOG_EWS_PASSWORD(_FILE): required for "
-                f"{self.auth} auth"
-            )
-        if self.auth is EwsAuth.OAUTH2 and not (
-            self.client_id and self.client_secret and self.tenant_id
-        ):
-            problems.append(
-                "EMAILLOG_EWS_CLIENT_ID, EMAILLOG_EWS_CLIENT_SECRET(_FILE) and "
-                "EMAILLOG_EWS_TENANT_ID: required for oauth2 auth"
-            )
-        return problems
-
-
-@dataclass(frozen=True)
-class ImapSettings:
-    host: str = setting("IMAP_HOST", "", doc="IMAP server host name")
-    port: int = setting("IMAP_PORT", 0, int_in(0, 65535), "0: 993 with tls, else 143")
-    security: ImapSecurity = setting(
-        "IMAP_SECURITY", ImapSecurity.TLS, choice(ImapSecurity), "tls, starttls or none"
-    )
-    username: str = setting("IMAP_USERNAME", "", doc="IMAP user (the mailbox the queue is in)")
-    password: str = setting("IMAP_PASSWORD", "", doc="password for login/plain (or ..._FILE)")
-    auth: ImapAuth = setting("IMAP_AUTH", ImapAuth.LOGIN, choice(ImapAuth), "login, plain, xoauth2")
-    oauth2_token_file: str = setting("IMAP_OAUTH2_TOKEN_FILE", "", doc="XOAUTH2 token (re-read)")
-    verify_tls: bool = setting("IMAP_VERIFY_TLS", True, parse_bool, "verify certificate and host")
-    ca_file: str = setting("IMAP_CA_FILE", "", doc="PEM CA bundle to trust instead of the system's")
-    timeout_seconds: float = setting("IMAP_TIMEOUT_SECONDS", 60.0, positive_float, "per command")
-    idle_renew_seconds: float = setting(
-        "IMAP_IDLE_RENEW_SECONDS", 1500.0, positive_float, "re-issue IDLE after (RFC 2177)"
-    )
-
-    def problems(self) -> list[str]:
-        """What an IMAP source needs that has no default."""
-        needed = {"EMAILLOG_IMAP_HOST": self.host, "EMAILLOG_IMAP_USERNAME": self.username}
-        if self.auth is ImapAuth.XOAUTH2:
-            needed["EMAILLOG_IMAP_OAUTH2_TOKEN_FILE (xoauth2)"] = self.oauth2_token_file
-        else:
-            needed[f"EMAILLOG_IMAP_PASSWORD(_FILE) ({self.auth})"] = self.password
-        return [f"{name}: required" for name, value in needed.items() if not value]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The typed values settings are parsed into, and the parsers that make them.
+"""How a setting is declared (`setting`, `group`), the typed values settings are parsed
+into, and the parsers that make them.
 
 Each parser takes the variable's text and returns the value, or raises ValueError with a
 reason (`config.Settings.from_env` adds the variable's name and collects every problem).
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.model import Disposal
 
+PREFIX = "EMAILLOG_"
 PUBLIC_PREFIX = "public:"
 
 
@@ -166,3 +168,15 @@ def as_text(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(value)
     return str(value)
+
+
+def setting(variable: str, default: Any, parse: Callable[[str], Any] = str, doc: str = "") -> Any:
+    """Declare one setting: its variable (without the prefix), default, parser and meaning."""
+    return field(
+        default=default, metadata={"variable": PREFIX + variable, "parse": parse, "doc": doc}
+    )
+
+
+def group(kind: type[Any]) -> Any:
+    """Declare a group of settings (a frozen dataclass of `setting`s or groups)."""
+    return field(default_factory=kind, metadata={"group": kind})

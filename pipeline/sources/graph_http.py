@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from pipeline.config_graph import GraphSettings
+from pipeline.config import GraphSettings
 from pipeline.errors import SourceUnavailable, Throttled
 from pipeline.sources import SourceEvents
 from pipeline.sources.ews_gate import gate_for

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pipeline.config_graph import GraphSettings
+from pipeline.config import GraphSettings
 from pipeline.errors import ItemGone, Retryable, SourceUnavailable
 from pipeline.logs import get_logger
 from pipeline.sources import SourceEvents

@@ -13,8 +13,7 @@ import dataclasses
 import secrets
 from typing import Any
 
-from pipeline.config import Settings, SourceKind
-from pipeline.config_graph import GraphSettings
+from pipeline.config import GraphSettings, Settings, SourceKind
 
 DEMO_APP_ID = "emaillog-demo"
 DEMO_TENANT = "demo.onmicrosoft.com"
