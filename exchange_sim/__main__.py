@@ -2,7 +2,10 @@
 
     exchange-sim --port 8765 --mailbox queue@example.com --folder "Email Logging/Queue" \\
                  --folder public:/Queue --user svc:secret --auth basic \\
-                 --app CLIENT_ID:SECRET
+                 --app CLIENT_ID:SECRET --app OTHER_ID:@cert.pem
+
+A Graph app's credential is a secret, or `@PATH` to a PEM certificate: the app then signs
+client assertions with that certificate's key (certificate credentials).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 
 from exchange_sim.api import Simulator
 from exchange_sim.config import DEFAULT_MAILBOX, DEFAULT_PORT, SimConfig
@@ -37,7 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--app",
         action="append",
         default=[],
-        help="CLIENT_ID:SECRET of a Graph app (repeatable); the Graph face then needs its tokens",
+        help="CLIENT_ID:SECRET or CLIENT_ID:@CERT.pem of a Graph app (repeatable); the Graph "
+        "face then needs its tokens",
     )
     parser.add_argument(
         "--auth", default="none", choices=["none", "basic", "ntlm", "oauth2", "any"]
@@ -72,8 +77,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     for spec in args.app:
         client_id, sep, secret = spec.partition(":")
         if not sep or not client_id:
-            raise SystemExit(f"--app expects CLIENT_ID:SECRET, got {spec!r}")
-        apps[client_id] = secret
+            raise SystemExit(f"--app expects CLIENT_ID:SECRET or CLIENT_ID:@CERT.pem, got {spec!r}")
+        apps[client_id] = Path(secret[1:]).read_text() if secret.startswith("@") else secret
     return SimConfig(
         mailboxes=args.mailbox or [DEFAULT_MAILBOX],
         apps=apps,

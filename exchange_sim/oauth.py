@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from exchange_sim.oauth_assertion import assertion_problem, is_certificate
+
 
 class TokenStore:
     """Opaque bearer tokens issued by the token endpoint: token -> (client_id, expiry)."""
@@ -78,7 +80,7 @@ def _missing(name: str) -> web.Response:
 
 
 def _refusal(
-    fields: Mapping[str, str], clients: Mapping[str, str], tenant: str
+    fields: Mapping[str, str], clients: Mapping[str, str], tenant: str, token_url: str
 ) -> web.Response | None:
     """The error a token request gets (the first that applies); None: grant it."""
     grant_type = fields.get("grant_type", "")
@@ -104,7 +106,11 @@ def _refusal(
             700016,
             f"Application with identifier '{client_id}' was not found in the directory '{tenant}'.",
         )
-    if not client_secret:
+    if is_certificate(clients[client_id]):
+        problem = assertion_problem(fields, clients[client_id], token_url)
+        if problem is not None:
+            return _token_error(401, "invalid_client", *problem)
+    elif not client_secret:
         return _token_error(
             401,
             "invalid_client",
@@ -112,7 +118,7 @@ def _refusal(
             "The request body must contain the following parameter: 'client_assertion' or "
             "'client_secret'.",
         )
-    if not hmac.compare_digest(clients[client_id].encode(), client_secret.encode()):
+    elif not hmac.compare_digest(clients[client_id].encode(), client_secret.encode()):
         return _token_error(401, "invalid_client", 7000215, "Invalid client secret provided.")
     if not scope:
         return _missing("scope")
@@ -138,7 +144,8 @@ def add_token_endpoint(
     async def token(request: web.Request) -> web.Response:
         form = await request.post()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        refusal = _refusal(fields, clients, request.match_info["tenant"])
+        token_url = str(request.url.with_query(None))
+        refusal = _refusal(fields, clients, request.match_info["tenant"], token_url)
         if refusal is not None:
             return refusal
         return web.json_response(

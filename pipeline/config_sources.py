@@ -118,6 +118,11 @@ class GraphSettings:
     client_secret: str = setting(
         "GRAPH_CLIENT_SECRET", "", doc="client secret of the app (or ..._FILE)"
     )
+    certificate_file: str = setting(
+        "GRAPH_CERTIFICATE_FILE",
+        "",
+        doc="PEM with the app's RSA private key and certificate (instead of a secret)",
+    )
     url: str = setting(
         "GRAPH_URL", "https://graph.microsoft.com/v1.0", doc="Graph root, version included"
     )
@@ -154,7 +159,9 @@ class GraphSettings:
             "EMAILLOG_GRAPH_MAILBOX": self.mailbox,
             "EMAILLOG_GRAPH_TENANT_ID": self.tenant_id,
             "EMAILLOG_GRAPH_CLIENT_ID": self.client_id,
-            "EMAILLOG_GRAPH_CLIENT_SECRET(_FILE)": self.client_secret,
+            "EMAILLOG_GRAPH_CLIENT_SECRET(_FILE) or EMAILLOG_GRAPH_CERTIFICATE_FILE": (
+                self.client_secret or self.certificate_file
+            ),
         }
         problems = [f"{name}: required" for name, value in needed.items() if not value]
         if public_folders:

@@ -37,6 +37,12 @@ class GraphControl:
         the Graph face answers only requests bearing a registered app's token."""
         self._call(self._state.config.apps.__setitem__, client_id, secret)
 
+    def register_app_certificate(self, client_id: str, certificate_pem: str) -> None:
+        """Register an app with certificate credentials (as `exchange-sim --app ID:@cert.pem`):
+        the token endpoint grants it tokens for client assertions signed with that
+        certificate's key, as Entra ID does."""
+        self._call(self._state.config.apps.__setitem__, client_id, certificate_pem)
+
     def throttle(
         self, count: int, retry_after_seconds: float | None = 1.0, status: int = 429
     ) -> None:

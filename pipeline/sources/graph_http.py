@@ -30,6 +30,7 @@ from pipeline.config import GraphSettings
 from pipeline.errors import SourceUnavailable, Throttled
 from pipeline.sources import SourceEvents
 from pipeline.sources.ews_gate import gate_for
+from pipeline.sources.graph_assertion import client_assertion
 from pipeline.sources.graph_convert import retry_after, status_error
 
 #: Outlook's limit: 4 concurrent requests per app and mailbox.
@@ -37,6 +38,8 @@ MAX_CONCURRENT_REQUESTS = 4
 #: JSON batching takes at most 20 requests per batch.
 MAX_BATCH_REQUESTS = 20
 SCOPE = "https://graph.microsoft.com/.default"
+#: RFC 7523's client assertion type (certificate credentials).
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #: A token is renewed this long before Entra ID says it expires.
 TOKEN_MARGIN_SECONDS = 60.0
 
@@ -82,8 +85,8 @@ class GraphHttp:
             form = {
                 "grant_type": "client_credentials",
                 "client_id": self.settings.client_id,
-                "client_secret": self.settings.client_secret,
                 "scope": SCOPE,
+                **self._credentials(),
             }
             try:
                 async with self._open_session().post(self.token_url, data=form) as response:
@@ -96,6 +99,16 @@ class GraphHttp:
             lifetime = float(body.get("expires_in", 3599)) - TOKEN_MARGIN_SECONDS
             self._token = (str(body["access_token"]), time.monotonic() + max(lifetime, 0.0))
             return self._token[0]
+
+    def _credentials(self) -> dict[str, str]:
+        """The client secret, or a signed assertion from EMAILLOG_GRAPH_CERTIFICATE_FILE."""
+        settings = self.settings
+        if settings.certificate_file:
+            assertion = client_assertion(
+                settings.certificate_file, settings.client_id, self.token_url
+            )
+            return {"client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
+        return {"client_secret": settings.client_secret}
 
     async def _wait_gate(self) -> None:
         while (left := self.gate.remaining()) > 0:
