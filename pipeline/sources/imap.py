@@ -35,7 +35,14 @@ from typing import TypeVar
 from imapclient import IMAPClient
 
 from pipeline.config import Settings
-from pipeline.errors import EmailLogError, FolderNotFound, ItemGone, SourceUnavailable, Throttled
+from pipeline.errors import (
+    EmailLogError,
+    FolderNotFound,
+    ItemGone,
+    SourceUnavailable,
+    Throttled,
+    describe,
+)
 from pipeline.logs import get_logger
 from pipeline.model import MailRef
 from pipeline.sources import Disposal, Fetched, NoEvents, SourceEvents, Stored
@@ -130,7 +137,10 @@ class ImapSource:
             await self.close()
             raise FolderNotFound("EMAILLOG_DISPOSAL=trash: the server has no \\Trash folder")
         self._worker.folders = self._watcher.folders = folders
-        log.info("imap source open", extra={"queue": folders.queue, "storage": folders.storage})
+        log.info(
+            "imap source open",
+            extra={"fields": {"queue": folders.queue, "storage": folders.storage}},
+        )
 
     async def close(self) -> None:
         was_open, self._open = self._open, False
@@ -187,7 +197,9 @@ class ImapSource:
             try:
                 current, push = await self._call("select", self._watch_select, True)
             except Exception as exc:  # SourceUnavailable, Throttled, FolderNotFound, ...
-                log.warning("imap watcher cannot connect", extra={"error": str(exc)})
+                log.warning(
+                    "imap watcher cannot connect", extra={"fields": {"error": describe(exc)}}
+                )
                 await asyncio.sleep(getattr(exc, "retry_after", delay))
                 delay = min(delay * 2, RECONNECT_MAX_DELAY_SECONDS)
                 continue
@@ -212,7 +224,7 @@ class ImapSource:
                     await self._wait_for_news()
             except Exception as exc:  # any failure of the watcher: reconnect, catch up again
                 if self._open:
-                    log.warning("imap watcher lost", extra={"error": str(exc)})
+                    log.warning("imap watcher lost", extra={"fields": {"error": describe(exc)}})
                     self._set_connected(False)
                     await self._call_quietly(self._watcher.drop)
                     await asyncio.sleep(delay)  # doubling while it keeps failing
