@@ -11,7 +11,7 @@ import pytest
 
 from exchange_sim import SimulatorThread
 from tests.reliability import invariants
-from tests.reliability.scenario import Scenario, prepare
+from tests.reliability.scenario import Scenario, kept, prepare
 from tests.service.harness import FOLDERS, MAILBOX
 
 #: One EWS "minute" of the simulator, in seconds: streams are renewed every few seconds.
@@ -39,16 +39,8 @@ def db(database_url: str) -> str:
 def scenario(
     sim: SimulatorThread, db: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Scenario]:
-    s = Scenario(sim, db, tmp_path)
-    try:
+    with kept(Scenario(sim, db, tmp_path), request) as s:
         yield s
-    finally:
-        s.kill_all()
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            for service in s.processes:
-                print(f"--- {service.log_path.name} (crash_at={service.crash_at}) ---")
-                print("\n".join(service.log_text().splitlines()[-40:]))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from exchange_sim import SimulatorThread
-from tests.reliability import invariants
+from pipeline.config import Settings
 from tests.reliability.mail import Delivered, Letter, deliver
-from tests.reliability.process import RELIABILITY_SETTINGS, ServiceProcess
+from tests.reliability.process import RELIABILITY_SETTINGS
 from tests.reliability.scenario import Scenario
 from tests.service.harness import MAILBOX, QUEUE, STORAGE, service_settings
 from tests.sim_graph.conftest import GraphRecorder
@@ -38,16 +38,9 @@ class GraphScenario(Scenario):
         self.recorder = GraphRecorder()  # checked by the fixture at the end
         sim.graph.record_responses(self.recorder)
 
-    def start(self, crash_at: str | None = None, **overrides: Any) -> ServiceProcess:
-        self.run_from_id = invariants.last_disposal_id(self.database_url)
+    def settings(self, **overrides: Any) -> Settings:
         values = {**RELIABILITY_SETTINGS, **graph_values(self.simulator), **overrides}
-        settings = service_settings(self.database_url, **values)
-        log_path = self.logs / f"run{len(self.processes) + 1}.log"
-        service = ServiceProcess(settings, log_path, crash_at)
-        self.processes.append(service)
-        if crash_at is None:
-            service.wait_ready()
-        return service
+        return service_settings(self.database_url, **values)
 
     def deliver(self, letters: Sequence[Letter]) -> list[Delivered]:
         batch = []

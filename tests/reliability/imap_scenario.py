@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.config import Settings
 from pipeline.mailparse import parse_mime
 from tests.dovecot import PASSWORD, USER, Dovecot, _quote
 from tests.reliability.mail import Delivered, Letter
-from tests.reliability.process import RELIABILITY_SETTINGS, ServiceProcess
+from tests.reliability.process import RELIABILITY_SETTINGS
 from tests.reliability.scenario import Scenario
 from tests.service.harness import QUEUE, STORAGE, service_settings
 
@@ -45,18 +46,9 @@ class ImapScenario(Scenario):
         super().__init__(DovecotFolders(server), database_url, logs)  # type: ignore[arg-type]
         self.server = server
 
-    def start(self, crash_at: str | None = None, **overrides: Any) -> ServiceProcess:
-        from tests.reliability import invariants
-
-        self.run_from_id = invariants.last_disposal_id(self.database_url)
+    def settings(self, **overrides: Any) -> Settings:
         values = {**RELIABILITY_SETTINGS, **imap_values(self.server), **overrides}
-        settings = service_settings(self.database_url, **values)
-        log_path = self.logs / f"run{len(self.processes) + 1}.log"
-        service = ServiceProcess(settings, log_path, crash_at)
-        self.processes.append(service)
-        if crash_at is None:
-            service.wait_ready()
-        return service
+        return service_settings(self.database_url, **values)
 
     def deliver(self, letters: Sequence[Letter]) -> list[Delivered]:
         validity = self.server.uidvalidity(QUEUE)

@@ -10,31 +10,10 @@ from pipeline.model import Outcome
 from tests.reliability import invariants
 from tests.reliability.mail import letter, mixed_batch
 from tests.reliability.process import wait_for
-from tests.reliability.scenario import Scenario
+from tests.reliability.scenario import CRASH_POINTS, Scenario
 
 
-def _check_copies(scenario: Scenario, outcomes_by_item: dict[str, str]) -> None:
-    copies = [d for d in scenario.delivered if d.name.startswith("copy")]
-    assert sorted(outcomes_by_item[d.item_id] for d in copies) == (
-        ["duplicate"] * (len(copies) - 1) + ["logged"]
-    )
-
-
-@pytest.mark.parametrize(
-    ("crash_at", "overrides"),
-    [
-        ("after_fetch", {}),
-        ("after_claim", {}),
-        ("after_move", {}),
-        ("after_store", {}),
-        ("after_dispose", {}),
-        # Mid-batch: one message per MoveItem; killed after the second logged message moved,
-        # so some are stored, one is moved but unrecorded, the rest claimed but not moved.
-        ("after_move:2", {"move_batch_messages": 1}),
-        # Mid-batch within the stores: two store transactions committed, the rest not.
-        ("after_store:2", {"store_batch_messages": 1}),
-    ],
-)
+@pytest.mark.parametrize(("crash_at", "overrides"), CRASH_POINTS)
 def test_crash_at_each_step_then_restart(
     scenario: Scenario, crash_at: str, overrides: dict[str, object]
 ) -> None:
@@ -47,7 +26,7 @@ def test_crash_at_each_step_then_restart(
 
     survivor = scenario.start(**overrides)
     outcomes = scenario.finish(survivor)
-    _check_copies(scenario, outcomes.by_item)
+    scenario.check_copies(outcomes.by_item)
 
 
 def test_crash_mid_move_batch_with_a_partial_move_failure(scenario: Scenario) -> None:
@@ -85,7 +64,7 @@ def test_crash_while_the_reconciler_finishes_a_claim(scenario: Scenario) -> None
     scenario.start(crash_at="reconciler_before_record").wait_crashed()
 
     outcomes = scenario.finish(scenario.start())
-    _check_copies(scenario, outcomes.by_item)
+    scenario.check_copies(outcomes.by_item)
 
 
 def test_crash_after_moving_a_message_without_message_id(scenario: Scenario) -> None:

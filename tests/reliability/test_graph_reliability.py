@@ -13,30 +13,20 @@ from exchange_sim import SimulatorThread
 from tests.reliability.graph_scenario import GraphScenario
 from tests.reliability.mail import mixed_batch
 from tests.reliability.process import wait_for
+from tests.reliability.scenario import CRASH_POINTS, kept
 from tests.service.harness import free_port
 
 
 @pytest.fixture
-def graph(sim: SimulatorThread, db: str, tmp_path: Path) -> Iterator[GraphScenario]:
-    scenario = GraphScenario(sim, db, tmp_path)
-    try:
+def graph(
+    sim: SimulatorThread, db: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[GraphScenario]:
+    with kept(GraphScenario(sim, db, tmp_path), request) as scenario:
         yield scenario
-    finally:
-        scenario.kill_all()
     assert scenario.recorder.invalid() == []  # every Graph answer matched the metadata
 
 
-@pytest.mark.parametrize(
-    ("crash_at", "overrides"),
-    [
-        ("after_fetch", {}),
-        ("after_claim", {}),
-        ("after_move", {}),
-        ("after_store", {}),
-        ("after_dispose", {}),
-        ("after_move:2", {"move_batch_messages": 1}),
-    ],
-)
+@pytest.mark.parametrize(("crash_at", "overrides"), CRASH_POINTS)
 def test_crash_at_each_step_then_restart_on_graph(
     graph: GraphScenario, crash_at: str, overrides: dict[str, object]
 ) -> None:

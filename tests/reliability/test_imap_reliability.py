@@ -15,6 +15,7 @@ from tests.dovecot import Dovecot
 from tests.reliability.imap_scenario import ImapScenario
 from tests.reliability.mail import corpus_letters, hostile_batch, mixed_batch
 from tests.reliability.process import wait_for
+from tests.reliability.scenario import CRASH_POINTS, kept
 from tests.service.harness import QUEUE
 
 #: Dovecot refuses to store a zero-byte message ("Can't save a zero byte message"), so no
@@ -32,37 +33,11 @@ def server() -> Iterator[Dovecot]:
 def imap(
     server: Dovecot, db: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[ImapScenario]:
-    s = ImapScenario(server, db, tmp_path)
-    try:
+    with kept(ImapScenario(server, db, tmp_path), request) as s:
         yield s
-    finally:
-        s.kill_all()
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            for service in s.processes:
-                print(f"--- {service.log_path.name} (crash_at={service.crash_at}) ---")
-                print("\n".join(service.log_text().splitlines()[-40:]))
 
 
-def _check_copies(scenario: ImapScenario, outcomes_by_item: dict[str, str]) -> None:
-    copies = [d for d in scenario.delivered if d.name.startswith("copy")]
-    assert sorted(outcomes_by_item[d.item_id] for d in copies) == (
-        ["duplicate"] * (len(copies) - 1) + ["logged"]
-    )
-
-
-@pytest.mark.parametrize(
-    ("crash_at", "overrides"),
-    [
-        ("after_fetch", {}),
-        ("after_claim", {}),
-        ("after_move", {}),
-        ("after_store", {}),
-        ("after_dispose", {}),
-        ("after_move:2", {"move_batch_messages": 1}),
-        ("after_store:2", {"store_batch_messages": 1}),
-    ],
-)
+@pytest.mark.parametrize(("crash_at", "overrides"), CRASH_POINTS)
 def test_crash_at_each_step_then_restart_on_dovecot(
     imap: ImapScenario, crash_at: str, overrides: dict[str, object]
 ) -> None:
@@ -74,7 +49,7 @@ def test_crash_at_each_step_then_restart_on_dovecot(
     doomed.wait_crashed()
 
     outcomes = imap.finish(imap.start(**overrides))
-    _check_copies(imap, outcomes.by_item)
+    imap.check_copies(outcomes.by_item)
 
 
 def test_crash_while_the_reconciler_finishes_a_claim_on_dovecot(imap: ImapScenario) -> None:
@@ -82,7 +57,7 @@ def test_crash_while_the_reconciler_finishes_a_claim_on_dovecot(imap: ImapScenar
     imap.start(crash_at="after_claim").wait_crashed()
     imap.start(crash_at="reconciler_before_record").wait_crashed()
     outcomes = imap.finish(imap.start())
-    _check_copies(imap, outcomes.by_item)
+    imap.check_copies(outcomes.by_item)
 
 
 def test_dovecot_killed_and_restarted_mid_run(imap: ImapScenario, server: Dovecot) -> None:
