@@ -1,5 +1,6 @@
-"""`emaillog demo --source imap --exit-when-drained`: the demo on a real Dovecot, as a user runs
-it (a subprocess with its own data directory and HTTP port)."""
+"""`emaillog demo --source graph|imap --exit-when-drained`: the demo with the service reading
+exchange_sim through its Graph face, or a real Dovecot through IMAP, as a user runs it (a
+subprocess with its own data directory and HTTP port)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,22 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from pipeline.cli.demo.data import expected_counts
 from tests.demo.test_demo_run import RUN_LIMIT_SECONDS, _free_port
 
 
-def test_demo_on_dovecot_gives_the_expected_counts() -> None:
-    with tempfile.TemporaryDirectory(prefix="emaillog-demo-imap-test-") as folder:
+@pytest.mark.parametrize(
+    ("source", "banner"),
+    [("graph", "Graph face at http://127.0.0.1:"), ("imap", "Dovecot at imaps://localhost:")],
+)
+def test_demo_through_another_source_gives_the_expected_counts(source: str, banner: str) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"emaillog-demo-{source}-test-") as folder:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EMAILLOG_")}
         env |= {"EMAILLOG_DATA_DIR": str(Path(folder)), "EMAILLOG_HTTP_PORT": str(_free_port())}
         result = subprocess.run(
-            [sys.executable, "-m", "pipeline", "demo", "--source", "imap", "--exit-when-drained"],
+            [sys.executable, "-m", "pipeline", "demo", "--source", source, "--exit-when-drained"],
             env=env,
             capture_output=True,
             text=True,
@@ -27,7 +34,7 @@ def test_demo_on_dovecot_gives_the_expected_counts() -> None:
             check=False,
         )
     assert result.returncode == 0, result.stderr
-    assert "Dovecot at imaps://localhost:" in result.stdout
+    assert banner in result.stdout
     assert json.loads(result.stdout.splitlines()[-1]) == expected_counts()
     logged = expected_counts()["logged"]
     assert f"Storage folder: {logged} messages; journal: {logged} stored" in result.stdout
