@@ -13,9 +13,9 @@ from pipeline.config import Settings
 from tests.reliability.mail import Delivered, Letter, deliver
 from tests.reliability.process import RELIABILITY_SETTINGS
 from tests.reliability.scenario import Scenario
-from tests.service.harness import MAILBOX, QUEUE, STORAGE, service_settings
+from tests.service.harness import service_settings
 from tests.sim_graph.conftest import GraphRecorder
-from tests.source.graph_kit import APP_ID, APP_SECRET, TENANT, graph_id
+from tests.source.graph_kit import APP_ID, APP_SECRET, graph_id, graph_values
 
 
 class GraphFolders:
@@ -39,7 +39,9 @@ class GraphScenario(Scenario):
         sim.graph.record_responses(self.recorder)
 
     def settings(self, **overrides: Any) -> Settings:
-        values = {**RELIABILITY_SETTINGS, **graph_values(self.simulator), **overrides}
+        # A slower poll and a shorter timeout than the source tests': a whole process runs.
+        polling = {"graph_poll_seconds": 0.2, "graph_timeout_seconds": 10}
+        values = {**RELIABILITY_SETTINGS, **graph_values(self.simulator), **polling, **overrides}
         return service_settings(self.database_url, **values)
 
     def deliver(self, letters: Sequence[Letter]) -> list[Delivered]:
@@ -57,19 +59,3 @@ class GraphScenario(Scenario):
             )
         self.delivered += batch
         return batch
-
-
-def graph_values(sim: SimulatorThread) -> dict[str, Any]:
-    return {
-        "source": "graph",
-        "graph_mailbox": MAILBOX,
-        "graph_tenant_id": TENANT,
-        "graph_client_id": APP_ID,
-        "graph_client_secret": APP_SECRET,
-        "graph_url": sim.graph_url,
-        "graph_authority_url": sim.base_url,
-        "graph_poll_seconds": 0.2,
-        "graph_timeout_seconds": 10,
-        "queue_folder": QUEUE,
-        "storage_folder": STORAGE,
-    }

@@ -11,11 +11,11 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.mailparse import parse_mime
-from tests.dovecot import PASSWORD, USER, Dovecot, _quote
+from tests.dovecot import USER, Dovecot, _quote, imap_values
 from tests.reliability.mail import Delivered, Letter
 from tests.reliability.process import RELIABILITY_SETTINGS
 from tests.reliability.scenario import Scenario
-from tests.service.harness import QUEUE, STORAGE, service_settings
+from tests.service.harness import QUEUE, service_settings
 
 
 class DovecotFolders:
@@ -73,19 +73,3 @@ class ImapScenario(Scenario):
         )
         assert done.returncode in (0, 68), done.stderr
         return done.returncode == 0
-
-
-def imap_values(server: Dovecot) -> dict[str, Any]:
-    return {
-        "source": "imap",
-        "imap_host": "localhost",
-        "imap_port": server.tls_port,
-        "imap_security": "tls",
-        "imap_ca_file": server.ca_file,
-        "imap_username": USER,
-        "imap_password": PASSWORD,
-        "imap_timeout_seconds": 10,
-        "queue_folder": QUEUE,
-        "storage_folder": STORAGE,
-        "poll_interval_seconds": 1,
-    }

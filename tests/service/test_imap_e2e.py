@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.model import Outcome
-from tests.dovecot import PASSWORD, USER, Dovecot
+from tests.dovecot import USER, Dovecot, imap_values
 from tests.service.harness import (
     BOSS,
     BUYER,
@@ -39,21 +39,7 @@ async def server() -> AsyncIterator[Dovecot]:
 
 
 def imap_service_settings(server: Dovecot, db: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "source": "imap",
-        "imap_host": "localhost",
-        "imap_port": server.tls_port,
-        "imap_security": "tls",
-        "imap_ca_file": server.ca_file,
-        "imap_username": USER,
-        "imap_password": PASSWORD,
-        "imap_timeout_seconds": 10,
-        "queue_folder": QUEUE,
-        "storage_folder": STORAGE,
-        "poll_interval_seconds": 1,
-    }
-    values.update(overrides)
-    return service_settings(db, **values)
+    return service_settings(db, **{**imap_values(server), **overrides})
 
 
 def settled(service: Service, server: Dovecot, total: int) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from exchange_sim import Simulator
+from exchange_sim import Simulator, SimulatorThread
 from pipeline.config import Settings
 from pipeline.model import MailRef
 from pipeline.sources import Disposal, MailSource, SourceEvents
@@ -26,8 +26,9 @@ def graph_id(ews_id: str) -> str:
     return ews_id.replace("/", "-").replace("+", "_")
 
 
-def graph_settings(sim: Simulator, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
+def graph_values(sim: Simulator | SimulatorThread) -> dict[str, Any]:
+    """The settings (flat names) of a Graph source on the simulator's registered test app."""
+    return {
         "source": "graph",
         "graph_mailbox": MAILBOX,
         "graph_tenant_id": TENANT,
@@ -40,8 +41,10 @@ def graph_settings(sim: Simulator, **overrides: Any) -> Settings:
         "queue_folder": QUEUE,
         "storage_folder": STORAGE,
     }
-    values.update(overrides)
-    return make_settings(**values)
+
+
+def graph_settings(sim: Simulator, **overrides: Any) -> Settings:
+    return make_settings(**{**graph_values(sim), **overrides})
 
 
 class GraphKit:
