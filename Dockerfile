@@ -1,6 +1,10 @@
 # Two stages on the same base: the builder installs the package into a venv at /opt/venv,
 # the runtime copies only that venv (no pip cache, no build files, no sources).
-# Build: docker build -t emaillog .    Run: docker run -p 8080:8080 --env-file .env emaillog
+# Build: docker build -t emaillog .
+# Run:   docker run -p 8080:8080 -p 8081:8081 --env-file .env emaillog
+# 8080: /metrics, /livez, /readyz; 8081: the web UI and REST API. EMAILLOG_UI_AUTH is token
+# by default: mount a tokens file and set EMAILLOG_API_TOKENS_FILE (or EMAILLOG_UI_PORT=0
+# serves no UI).
 
 FROM python:3.11-slim AS builder
 ENV PIP_NO_CACHE_DIR=1 \
@@ -20,6 +24,8 @@ ENV PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
     EMAILLOG_HTTP_HOST=0.0.0.0 \
     EMAILLOG_HTTP_PORT=8080 \
+    EMAILLOG_UI_HOST=0.0.0.0 \
+    EMAILLOG_UI_PORT=8081 \
     EMAILLOG_LOG_FORMAT=json \
     EMAILLOG_DATA_DIR=/var/lib/emaillog
 # A numeric uid so Kubernetes' runAsNonRoot can verify it. The home directory is where the
@@ -30,7 +36,7 @@ RUN groupadd --system --gid 10001 emaillog \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /var/lib/emaillog
 USER 10001:10001
-EXPOSE 8080
+EXPOSE 8080 8081
 # SIGTERM stops intake and drains within EMAILLOG_DRAIN_TIMEOUT_SECONDS (default 20 s), so
 # give `docker stop` more than that: docker stop --time 30.
 STOPSIGNAL SIGTERM

@@ -10,7 +10,7 @@ OPS_STAMP := $(OPS_TOOLS)/.installed
 
 .PHONY: install test lint promtool demo bench clean
 .PHONY: container-tools container-test container-clean ops-tools ops-validate
-.PHONY: dovecot
+.PHONY: dovecot chromium oidc-provider
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,37 @@ dovecot:
 	  else \
 	    echo "dovecot is missing: install dovecot-imapd and dovecot-lmtpd (the IMAP tests need them)"; \
 	  fi; }
+
+# The web UI's browser tests drive a real headless Chromium through chromedriver (Debian
+# packages chromium and chromium-driver): installed here when missing and we may (root,
+# apt-get); otherwise the browser tests fail and say why.
+chromium:
+	@{ test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (Debian packages chromium chromium-driver)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "chromium is missing: install chromium and chromium-driver (the browser tests need them)"; \
+	  fi; }
+
+# The OIDC sign-in is tested against a real OpenID provider, npm's oidc-provider (pinned in
+# tests/web/oidc/package-lock.json), run by node: Debian packages nodejs and npm, installed
+# here when missing and we may (root, apt-get); `npm ci` whenever the lock file changes.
+OIDC_DIR := tests/web/oidc
+oidc-provider: $(OIDC_DIR)/node_modules/.package-lock.json
+
+$(OIDC_DIR)/node_modules/.package-lock.json: $(OIDC_DIR)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing node (Debian packages nodejs npm)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      nodejs npm >/dev/null; \
+	  else \
+	    echo "npm is missing: install nodejs and npm (the OIDC tests need them)"; exit 1; \
+	  fi; }
+	cd $(OIDC_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # The container test builds the Dockerfile with buildah and a debootstrap stand-in for its
 # base image (Debian packages buildah, debootstrap): installed here when missing and we may
@@ -97,7 +128,7 @@ ops-tools: $(OPS_STAMP)
 ops-validate: $(OPS_STAMP)
 	$(OPS_TOOLS)/bin/python ops/check/manifests.py all
 
-test: lint promtool container-tools ops-tools dovecot
+test: lint promtool container-tools ops-tools dovecot chromium oidc-provider
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)

@@ -51,6 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="imap: a real Dovecot (bench/imap.py); graph: exchange_sim's Graph face "
         "(bench/graph.py)",
     )
+    parser.add_argument(
+        "--ui",
+        action="store_true",
+        help="the interaction log's read side instead (bench/ui.py): API list and search "
+        "latency over --entries entries",
+    )
+    parser.add_argument("--entries", type=int, default=1_000_000, help="--ui: entries to fill")
     return parser.parse_args(argv)
 
 
@@ -254,7 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="emaillog-bench-"))
     render = table
     try:
-        if args.source == "imap":
+        if args.ui:
+            from bench import ui
+
+            result, render = asyncio.run(ui.run_ui(args, tmp)), ui.table
+        elif args.source == "imap":
             from bench import imap
 
             result, render = asyncio.run(imap.run_imap(args, tmp)), imap.table

@@ -9,6 +9,7 @@
     │   └── graph  GraphSettings      Microsoft Graph: mailbox, app, URLs
     ├── limits     PipelineLimits     batch sizes, queues, in-flight cap, retries, intervals
     ├── http       HttpSettings       /metrics, /livez, /readyz
+    ├── ui         UiSettings         web UI + REST API: listen address, sign-in, sessions
     └── log        LogSettings        level and format
 
 Every field declares its variable (`EMAILLOG_*`), default, parser and meaning in one place
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config_sources import EwsSettings, GraphSettings, ImapSettings
+from pipeline.config_ui import UiAuth, UiSettings
 from pipeline.config_values import (
     PREFIX,
     DisposalSetting,
@@ -62,12 +64,22 @@ __all__ = [
     "LogFormat",
     "Settings",
     "SourceKind",
+    "UiAuth",
+    "UiSettings",
     "as_text",
 ]
 
 #: Variables that may be read from a file named by `<VARIABLE>_FILE` (lowercase suffixes).
 SECRET_FIELDS = frozenset(
-    {"database_url", "ews_password", "ews_client_secret", "imap_password", "graph_client_secret"}
+    {
+        "database_url",
+        "ews_password",
+        "ews_client_secret",
+        "imap_password",
+        "graph_client_secret",
+        "oidc_client_secret",
+        "ui_session_secret",
+    }
 )
 
 
@@ -224,6 +236,7 @@ class Settings:
     source: SourceSettings = group(SourceSettings)
     limits: PipelineLimits = group(PipelineLimits)
     http: HttpSettings = group(HttpSettings)
+    ui: UiSettings = group(UiSettings)
     log: LogSettings = group(LogSettings)
 
     @classmethod
@@ -237,8 +250,11 @@ class Settings:
         return settings
 
     def check_service(self) -> None:
-        """What `emaillog run` needs beyond valid values, one problem per line."""
+        """What `emaillog run` needs beyond valid values, one problem per line. The UI it
+        serves (unless EMAILLOG_UI_PORT=0) must be safe to expose: `UiSettings.problems`."""
         problems = self.source.problems()
+        if self.ui.port != 0:
+            problems += self.ui.problems()
         if problems:
             raise ConfigError(problems)
 

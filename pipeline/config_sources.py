@@ -143,7 +143,7 @@ class GraphSettings:
         doc="public HTTPS URL Graph POSTs change notifications to; empty: delta polling only",
     )
     notification_listen: str = setting(
-        "GRAPH_NOTIFICATION_LISTEN", "0.0.0.0:8081", doc="host:port the notification URL reaches"
+        "GRAPH_NOTIFICATION_LISTEN", "0.0.0.0:8082", doc="host:port the notification URL reaches"
     )
     subscription_minutes: int = setting(
         "GRAPH_SUBSCRIPTION_MINUTES",

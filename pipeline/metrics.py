@@ -132,6 +132,8 @@ class SourceMetrics:
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        #: The intake's mode as last reported ("streaming" | "polling"), for the UI's status.
+        self.mode: str | None = None
 
     def on_connected(self, connected: bool) -> None:
         pass  # emaillog_source_connected reads `source.connected` at scrape time
@@ -143,5 +145,6 @@ class SourceMetrics:
         self._metrics.throttled.inc()
 
     def on_mode(self, mode: str) -> None:
+        self.mode = mode
         for known in SOURCE_MODES:
             self._metrics.source_mode.labels(known).set(1.0 if known == mode else 0.0)

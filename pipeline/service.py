@@ -6,7 +6,8 @@ What happens to a queue item is declared in `flow.py` (the topology, top-down) a
 ends is accounted for in `ledger.py`; this module starts and stops them:
 
     serve ─ open the database (migrations) and the source
-      └─ one TaskGroup:  HTTP (/metrics /livez /readyz) · directory watcher · backlog poll
+      └─ one TaskGroup:  HTTP (/metrics /livez /readyz) · the web UI and REST API
+                         (EMAILLOG_UI_PORT, unless 0) · directory watcher · backlog poll
                          · every stage's workers · phase one: reconcile once, then intake
                            and the periodic reconciler
 
@@ -48,6 +49,9 @@ from pipeline.sources import MailSource, UsesDatabase
 from pipeline.sources.factory import build_source
 from pipeline.store.db import open_database
 from pipeline.store.directory_repo import DirectoryWatcher
+from pipeline.web.app import serve_web
+from pipeline.web.deps import SourceStatus, WebDeps
+from pipeline.web.mime import mime_fetcher
 
 log = get_logger(__name__)
 
@@ -66,8 +70,9 @@ async def serve(
     Migrations are applied at start.
     """
     metrics = metrics if metrics is not None else Metrics()
+    events = SourceMetrics(metrics)
     if source is None:
-        source = build_source(settings, SourceMetrics(metrics))
+        source = build_source(settings, events)
     async with open_database(settings.database) as db:
         if isinstance(source, UsesDatabase):  # the Graph source keeps its delta link there
             source.use_database(db.pool)
@@ -80,7 +85,8 @@ async def serve(
                 setup.on_reload(directory)
 
             watcher = DirectoryWatcher(db, on_reload=on_reload)
-            await _Service(settings, db.pool, source, watcher, metrics, setup).run(shutdown)
+            service = _Service(settings, db.pool, source, watcher, metrics, setup, events)
+            await service.run(shutdown)
         finally:
             await source.close()
 
@@ -98,6 +104,8 @@ class _Service:
     metrics: Metrics
     #: Open while the directory has what logging needs (the e-mail template).
     setup: SetupGate
+    #: The source's hooks when `serve` built the source (its mode for the UI's status).
+    events: SourceMetrics
     started: bool = False
     stopping: bool = False
 
@@ -136,6 +144,8 @@ class _Service:
             async with asyncio.TaskGroup() as tg:
                 app = build_app(self.metrics, self.readiness, lambda: self.setup.problems)
                 tg.create_task(serve_http(app, host=settings.http.host, port=settings.http.port))
+                if settings.ui.port != 0:
+                    tg.create_task(serve_web(self.web_deps()))
                 tg.create_task(self.watcher.run())
                 tg.create_task(
                     _poll_backlog(self.source, self.metrics, settings.limits.backlog_poll_seconds)
@@ -162,6 +172,15 @@ class _Service:
                 }
             },
         )
+
+    def web_deps(self) -> WebDeps:
+        """What the web UI needs: the pool, the stored messages, the intake's state."""
+        source, events, kind = self.source, self.events, self.settings.source.kind.value
+
+        def status() -> SourceStatus:
+            return SourceStatus(kind, source.mailbox, source.connected, events.mode)
+
+        return WebDeps(self.pool, self.settings, mime_fetcher(source), source_status=status)
 
     async def intake(self) -> None:
         """Phase one, cancelled together at shutdown: the reconciler and intake."""

@@ -14,7 +14,8 @@ Checks, in order (each one fails the run):
    PostgreSQL in the image's data directory (EMAILLOG_DATA_DIR=/var/lib/emaillog);
 5. `emaillog run` against exchange-sim on the host: /readyz ready; a message delivered through
    the simulator's /_sim/ side channel is logged (a `disposed` log line with outcome logged)
-   and moved to the storage folder; /metrics counts it;
+   and moved to the storage folder; /metrics counts it; the web UI (EMAILLOG_UI_AUTH=none on
+   loopback) serves a page, its stylesheet, the entry and the stored message byte for byte;
 6. the image's HEALTHCHECK command, read from the built image, succeeds while the service runs;
 7. SIGTERM to the service process (what `docker stop` does to PID 1) drains and exits 0; the
    HEALTHCHECK then fails.
@@ -597,10 +598,28 @@ class ImageTest:
         # buildah's own start-up (a second or so) on top of the check's timeout
         return self.inside(*argv, env=self.service_env, timeout=timeout + 30)
 
+    def check_ui(self, ui: str, delivered: bytes) -> None:
+        """The web UI in the image: a page (templates and static files are in the package),
+        the entry in the API, and its stored copy fetched from the storage folder."""
+        status, body = http("GET", f"{ui}/")
+        if status != 200 or b"<html" not in body.lower():
+            raise Failure(f"the UI's home page: HTTP {status} {body[:300]!r}")
+        status, body = http("GET", f"{ui}/static/style.css")
+        if status != 200:
+            raise Failure(f"the UI's stylesheet: HTTP {status}")
+        status, body = http("GET", f"{ui}/api/v1/entries")
+        entries = json.loads(body).get("entries") if status == 200 else None
+        if not entries or len(entries) != 1:
+            raise Failure(f"/api/v1/entries: HTTP {status} {body[:300]!r}")
+        status, body = http("GET", entries[0]["stored_message"]["mime_url"])
+        if status != 200 or body != delivered:
+            raise Failure(f"the stored message's MIME: HTTP {status} {body[:300]!r}")
+        log("the web UI serves its pages, the entry and the stored message (byte for byte)")
+
     def run_service(self) -> None:
         assert self.rootfs
         sim = self.start_sim()
-        port = free_port()
+        port, ui_port = free_port(), free_port()
         self.service_env = [
             f"EMAILLOG_EWS_URL={sim}/EWS/Exchange.asmx",
             f"EMAILLOG_EWS_MAILBOX={MAILBOX}",
@@ -610,6 +629,10 @@ class ImageTest:
             "EMAILLOG_HTTP_HOST=127.0.0.1",  # the host's network: not on every interface
             f"EMAILLOG_HTTP_PORT={port}",
             f"EMAILLOG_DRAIN_TIMEOUT_SECONDS={DRAIN_SECONDS}",
+            # The web UI without sign-in: allowed on loopback only, enough to see it served.
+            "EMAILLOG_UI_HOST=127.0.0.1",
+            f"EMAILLOG_UI_PORT={ui_port}",
+            "EMAILLOG_UI_AUTH=none",
         ]
         command = ["buildah", "run", "--isolation", "chroot", "--user", USER]
         for setting in self.service_env:
@@ -678,6 +701,7 @@ class ImageTest:
         if len(lines) != 1 or lines[0].get("entries") != 1:
             raise Failure(f"expected one `disposed` line, logged with 1 entry: {lines}")
         log("a delivered message was logged, moved to storage and counted in /metrics")
+        self.check_ui(f"http://127.0.0.1:{ui_port}", message(message_id))
 
         check = self.healthcheck()
         if check.returncode != 0:

@@ -6,6 +6,7 @@ One module per command, each with `add_parser(subparsers)` (see `common.AddParse
     directory.py  `emaillog directory import|export|retire`: the directory as CSV files
     explain.py    `emaillog explain`: which rule fires for a message, nothing written
     run.py        `emaillog run`: the service, until SIGTERM or SIGINT
+    ui.py         `emaillog ui`: only the web UI and REST API (no intake), until signalled
     demo/         `emaillog demo`: the service against exchange_sim, on demo data
     common.py     what the commands share: logging, error lines, the signal handling
 
@@ -24,7 +25,7 @@ import sys
 from collections.abc import Sequence
 
 from pipeline import __version__
-from pipeline.cli import demo, directory, explain, migrate, run
+from pipeline.cli import demo, directory, explain, migrate, run, ui
 from pipeline.cli.common import AddParser, error
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, EmailLogError, describe
@@ -39,6 +40,7 @@ COMMANDS: tuple[AddParser, ...] = (
     directory.add_parser,
     explain.add_parser,
     run.add_parser,
+    ui.add_parser,
     demo.add_parser,
 )
 

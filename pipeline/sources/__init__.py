@@ -121,6 +121,15 @@ class MailSource(Protocol):
 
     async def dispose(self, refs: Sequence[MailRef], how: Disposal) -> list[Exception | None]: ...
 
+    async def fetch_stored_mime(self, item_id: str) -> bytes:
+        """The raw RFC 5322 bytes of the storage folder's item `item_id` (a `Stored.item_id`),
+        as the server keeps them, without marking it read. Raises `ItemGone` when the storage
+        folder does not hold it (any more): an id of another folder is not found either, so
+        nothing but stored (logged) mail can be read through here. Raises
+        `SourceUnavailable` / `Throttled` as the other methods. Needs `open()`, never
+        `arrivals()`: `emaillog ui` opens a source only for this."""
+        ...
+
     async def find_in_queue(self, message_id: str) -> list[MailRef]:
         """Queue items with this Internet Message-ID (for the reconciler)."""
         ...

@@ -3,7 +3,7 @@
     EwsSource(settings, events=None)     events: a SourceEvents (metrics hooks), optional
       open()        connect, resolve queue/storage/disposal folders (no subscription yet)
       arrivals()    start the arrivals thread (ews_stream.py) and yield its MailRefs
-      fetch / move_to_storage / dispose / find_in_* / backlog
+      fetch / move_to_storage / dispose / find_in_* / backlog / fetch_stored_mime
                     one EWS request per batch, on a dedicated pool of `ews_worker_threads`
       close()       stop the stream promptly, unsubscribe best-effort, free the pool
 
@@ -33,6 +33,7 @@ from pipeline.errors import Retryable, SourceUnavailable, Throttled
 from pipeline.logs import get_logger
 from pipeline.model import MailRef
 from pipeline.sources import Disposal, Fetched, NoEvents, SourceEvents, Stored
+from pipeline.sources import ews_links as links
 from pipeline.sources.ews_connect import connect, forget_protocol, resolve_folder
 from pipeline.sources.ews_convert import (
     FETCH_FIELDS,
@@ -43,20 +44,11 @@ from pipeline.sources.ews_convert import (
     to_mail,
 )
 from pipeline.sources.ews_gate import gate_for
-from pipeline.sources.ews_links import (
-    LINK_FIELD,
-    MoveItemOnePerInput,
-    complete,
-    find_by_key,
-    find_by_message_id,
-    message_ids,
-    stored_of,
-)
 from pipeline.sources.ews_route import content_mailbox, run_routed
 from pipeline.sources.ews_stream import ArrivalStream
 
 log = get_logger(__name__)
-_MoveItemOnePerInput = MoveItemOnePerInput  # its old name (tests)
+_MoveItemOnePerInput = links.MoveItemOnePerInput  # its old name (tests)
 
 T = TypeVar("T")
 
@@ -276,14 +268,14 @@ class EwsSource:
             with suppress(Retryable):  # best-effort: the reconciler fills what is missing
                 ids = [ref.item_id for ref in refs]
                 wanted = await self._call(
-                    message_ids, self._account, self._queue, ids, route=self._queue_route
+                    links.message_ids, self._account, self._queue, ids, route=self._queue_route
                 )
         results = await self._move(refs, self._storage)
         moved = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
         new_ids = [None if results[i] is None else results[i][0] for i in moved]
         try:
             stored = await self._call(
-                complete,
+                links.complete,
                 self._account,
                 self._storage,
                 new_ids,
@@ -323,16 +315,23 @@ class EwsSource:
         return [ref_from_item(item) for item in items]
 
     async def find_in_storage(self, message_id: str) -> list[Stored]:
-        items = await self._find(self._storage, message_id, LINK_FIELD)
-        return stored_of(items, self._ews.url)
+        items = await self._find(self._storage, message_id, links.LINK_FIELD)
+        return links.stored_of(items, self._ews.url)
 
     async def find_in_queue_by_key(self, dedupe_key: str) -> list[MailRef]:
         items = await self._find_by_key(self._queue, dedupe_key)
         return [ref_from_item(item) for item in items]
 
     async def find_in_storage_by_key(self, dedupe_key: str) -> list[Stored]:
-        items = await self._find_by_key(self._storage, dedupe_key, LINK_FIELD)
-        return stored_of(items, self._ews.url)
+        items = await self._find_by_key(self._storage, dedupe_key, links.LINK_FIELD)
+        return links.stored_of(items, self._ews.url)
+
+    async def fetch_stored_mime(self, item_id: str) -> bytes:
+        fetch = functools.partial(links.stored_mime, self._account, self._storage, item_id)
+        mime = await self._call(fetch, route=self._storage_route)
+        if isinstance(mime, Exception):
+            raise self._item_error(mime)
+        return mime
 
     # --- helpers ---
 
@@ -342,7 +341,7 @@ class EwsSource:
         account, ids = self._account, _ids(refs)
         results = await self._call(
             lambda: list(
-                MoveItemOnePerInput(account=account, chunk_size=len(ids)).call(
+                links.MoveItemOnePerInput(account=account, chunk_size=len(ids)).call(
                     items=ids, to_folder=folder
                 )
             ),
@@ -352,12 +351,12 @@ class EwsSource:
 
     async def _find(self, folder: Any, message_id: str, *extra: str) -> list[Any]:
         return await self._call(
-            find_by_message_id, folder, message_id, extra, route=self._route_of(folder)
+            links.find_by_message_id, folder, message_id, extra, route=self._route_of(folder)
         )
 
     async def _find_by_key(self, folder: Any, dedupe_key: str, *extra: str) -> list[Any]:
         return await self._call(
-            find_by_key, folder, dedupe_key, extra, route=self._route_of(folder)
+            links.find_by_key, folder, dedupe_key, extra, route=self._route_of(folder)
         )
 
     def _route_of(self, folder: Any) -> str | None:

@@ -5,7 +5,7 @@ copy is found again by its Internet Message-ID in the storage folder. The link i
 server says (`item:WebClientReadFormQueryString`, a full OWA URL on Exchange 2013 and
 later) or, when it says nothing, one built from the item id the way OWA builds it.
 Both are best-effort: the move has happened whatever they find, and the reconciler fills
-what is missing later.
+what is missing later. `stored_mime` reads a stored copy back (GetItem with MimeContent).
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from exchangelib.errors import ErrorInvalidIdMalformed, ErrorItemNotFound
 from exchangelib.services import MoveItem
 
+from pipeline.errors import ItemGone, describe
 from pipeline.logs import get_logger
 from pipeline.sources import Stored
-from pipeline.sources.ews_convert import FETCH_FIELDS, to_mail
+from pipeline.sources.ews_convert import FETCH_FIELDS, align, to_mail
 
 log = get_logger(__name__)
 
@@ -142,3 +144,20 @@ def find_by_key(folder: Any, dedupe_key: str, extra: Sequence[str] = ()) -> list
         for item in found
         if not isinstance(item, Exception) and to_mail(item).dedupe_key == dedupe_key
     ]
+
+
+def stored_mime(account: Any, storage: Any, item_id: str) -> bytes | Exception:
+    """The MIME of the storage item `item_id` (blocking GetItem with item:MimeContent), or
+    the error for it: exchangelib's inline one, or `ItemGone` when the id is unknown,
+    malformed or names an item of another folder (GetItem itself takes any id)."""
+    found = account.fetch(
+        ids=[(item_id, None)], folder=storage, only_fields=["mime_content", "parent_folder_id"]
+    )
+    [item] = align(list(found), 1, "GetItem")
+    if isinstance(item, ErrorItemNotFound | ErrorInvalidIdMalformed):
+        return ItemGone(describe(item))
+    if isinstance(item, Exception):
+        return item
+    if item.parent_folder_id is None or item.parent_folder_id.id != storage.id:
+        return ItemGone("EWS item is not in the storage folder")
+    return bytes(item.mime_content or b"")

@@ -16,6 +16,8 @@ mailbox, app-only (client credentials).
                     DELETE (trash: Deleted Items), move to the disposal folder
       find_in_* / backlog
                     $filter on internetMessageId; by content key, a listing of the folder
+      fetch_stored_mime
+                    GET mailFolders/{storage}/messages/{id}/$value
 
 Item ids are Graph's REST ids (a move gives a new one). Every request goes through
 graph_http.py: at most 4 at once, the shared back-off gate, 429/503 -> Throttled.
@@ -33,7 +35,14 @@ from urllib.parse import quote
 import asyncpg
 
 from pipeline.config import Settings
-from pipeline.errors import FolderNotFound, Retryable, SourceUnavailable, Throttled
+from pipeline.errors import (
+    FolderNotFound,
+    ItemGone,
+    Permanent,
+    Retryable,
+    SourceUnavailable,
+    Throttled,
+)
 from pipeline.logs import get_logger
 from pipeline.model import Disposal, MailRef
 from pipeline.sources import Fetched, NoEvents, SourceEvents, Stored
@@ -88,6 +97,7 @@ class GraphSource:
         self.links = DeltaLinks(pool)
 
     async def open(self) -> None:
+        self._closed = False  # open() again after a failed one (`emaillog ui` retries it)
         await self.http.open()
         source = self.settings.source
         wanted = {"queue": source.queue_folder.parts, "storage": source.storage_folder.parts}
@@ -281,6 +291,18 @@ class GraphSource:
         if how is Disposal.TRASH:  # DELETE moves the message to Deleted Items
             return {"method": "DELETE", "url": self._message(ref)}
         return self._move(ref, "disposal")
+
+    async def fetch_stored_mime(self, item_id: str) -> bytes:
+        # Through the storage folder's path: Graph answers 404 for a message of another folder.
+        self._check_open()
+        folder = quote(self.folders["storage"])
+        url = f"{self.user}/mailFolders/{folder}/messages/{quote(item_id)}/$value"
+        status, headers, body = await self.http.send("GET", url, raw=True)
+        if status == 200 and isinstance(body, bytes):
+            return body
+        error = self.http.note(status_error(status, headers, body, "mime"))
+        # A malformed id (400, Permanent) names nothing in the folder either.
+        raise ItemGone(str(error)) if isinstance(error, Permanent) else error
 
     # -- reconciler lookups ----------------------------------------------------------------
 

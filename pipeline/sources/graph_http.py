@@ -115,10 +115,17 @@ class GraphHttp:
             await asyncio.sleep(min(left, 1.0))
 
     async def send(
-        self, method: str, url: str, body: Any = None, prefer: str | None = None, weight: int = 1
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        prefer: str | None = None,
+        weight: int = 1,
+        raw: bool = False,
     ) -> Answer:
         """One HTTP exchange with a valid token (renewed once on a 401). `weight`: the
-        mailbox's concurrency slots it takes (a $batch runs up to 4 parts at once)."""
+        mailbox's concurrency slots it takes (a $batch runs up to 4 parts at once). `raw`:
+        a 2xx answer's body is the bytes as sent (a message's $value), not JSON."""
         url = url if url.startswith("http") else self.base + url
         for attempt in (1, 2):
             token = await self._bearer(renew=attempt == 2)
@@ -137,6 +144,8 @@ class GraphHttp:
                 raise SourceUnavailable(f"Graph {method} failed: {exc!r}") from exc
             if status != 401:
                 break
+        if raw and status < 300:
+            return status, answer_headers, text
         payload = _json(text) if text else None
         return status, answer_headers, payload
 

@@ -298,6 +298,12 @@ class ImapSource:
             for ref in refs
         ]
 
+    async def fetch_stored_mime(self, item_id: str) -> bytes:
+        raw = await self._call("fetch", lambda: self._worker.stored_mime(item_id))
+        if raw is None:
+            raise ItemGone(f"IMAP item {item_id} is not in the storage folder")
+        return raw
+
     async def find_in_queue(self, message_id: str) -> list[MailRef]:
         found = await self._call(
             "search", lambda: self._worker.find(self.folders.queue, message_id, "")

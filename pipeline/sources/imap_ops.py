@@ -149,6 +149,16 @@ class Session:
                 out.append(Fetched(ref=ref, mail=mail))
         return out
 
+    def stored_mime(self, item_id: str) -> bytes | None:
+        """The whole message (`BODY.PEEK[]`: not marked \\Seen) of a storage folder item;
+        None when `item_id` names no message there (another folder's UIDVALIDITY included)."""
+        client = self.select(self.f.storage)
+        uid = self._current([MailRef(item_id)])[item_id]
+        if uid is None:
+            return None
+        body = client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {}).get(b"BODY[]")
+        return bytes(body) if body is not None else None
+
     def _current(self, refs: Iterable[MailRef]) -> dict[str, int | None]:
         """item id -> its UID when it names the selected folder's UIDVALIDITY."""
         out: dict[str, int | None] = {}

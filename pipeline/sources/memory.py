@@ -17,8 +17,9 @@ messages go through the product's own `parse_mime`. The hooks a test drives it w
     src.calls("fetch")                how many calls an operation received
 
 Operations (`Op`): open, subscribe (arrivals' (re)subscription), fetch, move, dispose, find
-(all four lookups) and backlog. A held or failing "subscribe" keeps arrivals disconnected;
-a failed one is retried like the EWS stream retries (Throttled waits `retry_after`).
+(all four lookups), backlog and mime (fetch_stored_mime: the delivered bytes, kept). A held
+or failing "subscribe" keeps arrivals disconnected; a failed one is retried like the EWS
+stream retries (Throttled waits `retry_after`).
 
 Differences from EWS, on purpose: `deliver` keeps a message without a Message-ID as it is
 (Exchange transport would add one), so the by-key lookups are reached without a CreateItem;
@@ -43,7 +44,7 @@ from pipeline.sources import Disposal, Fetched, NoEvents, SourceEvents, Stored
 T = TypeVar("T")
 
 #: What a test can hold or make fail as a whole call.
-Op = Literal["open", "subscribe", "fetch", "move", "dispose", "find", "backlog"]
+Op = Literal["open", "subscribe", "fetch", "move", "dispose", "find", "backlog", "mime"]
 #: What a test can make fail for one item.
 ItemOp = Literal["fetch", "move", "dispose"]
 
@@ -77,6 +78,7 @@ class MemorySource:
         self._resubscribe_delay = resubscribe_delay_seconds
         names = [QUEUE, STORAGE, TRASH] + ([disposal_folder] if disposal_folder else [])
         self._folders: dict[str, dict[str, Mail]] = {name: {} for name in names}
+        self._raw: dict[str, bytes] = {}  # item id -> the bytes delivered, in any folder
         self._numbers = itertools.count(1)
         self._last_received = datetime.min.replace(tzinfo=UTC)
         self._open = False
@@ -202,10 +204,17 @@ class MemorySource:
         def dispose_one(ref: MailRef, _: Mail) -> None:
             if target is None:
                 del self._folders[QUEUE][ref.item_id]
+                del self._raw[ref.item_id]
             else:
                 self._move(ref, target)
 
         return self._each("dispose", refs, dispose_one)
+
+    async def fetch_stored_mime(self, item_id: str) -> bytes:
+        await self._enter("mime")
+        if item_id not in self._folders[STORAGE]:
+            raise ItemGone(f"{item_id} is not in the storage folder")
+        return self._raw[item_id]
 
     async def find_in_queue(self, message_id: str) -> list[MailRef]:
         await self._enter("find")
@@ -249,6 +258,7 @@ class MemorySource:
         mail = self._folders[QUEUE].pop(ref.item_id)
         new_id = self._new_id()
         self._folders[folder][new_id] = mail
+        self._raw[new_id] = self._raw.pop(ref.item_id)
         return new_id
 
     def _stored(self, item_id: str) -> Stored:
@@ -270,6 +280,7 @@ class MemorySource:
         item_id = self._new_id()
         mail = parse_mime(raw, received_at=received_at)
         self._folders[QUEUE][item_id] = mail
+        self._raw[item_id] = raw
         ref = _ref(item_id, mail)
         if self._subscription is not None:
             self._subscription.put_nowait(ref)
@@ -293,6 +304,7 @@ class MemorySource:
         subscription reports nothing (EWS filters out events for items leaving the queue)."""
         for items in self._folders.values():
             if items.pop(item_id, None) is not None:
+                del self._raw[item_id]
                 return
         raise KeyError(item_id)
 

@@ -86,3 +86,12 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+
+
+async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
+    """The migration files not yet applied (all of them on an empty database), read-only:
+    for processes that need the schema current but must not change it (`emaillog ui`)."""
+    done: set[str] = set()
+    if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+    return [m.name for m in available_migrations() if m.version not in done]

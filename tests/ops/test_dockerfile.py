@@ -99,10 +99,15 @@ def test_healthcheck_calls_livez_with_python_not_curl() -> None:
 
 
 def test_port_signal_and_python_environment() -> None:
-    assert only("EXPOSE") == "8080"
+    assert only("EXPOSE") == "8080 8081"  # /metrics etc.; the web UI and REST API
     assert only("STOPSIGNAL") == "SIGTERM"
     env = " ".join(arguments for keyword, arguments in FINAL if keyword == "ENV")
-    for setting in ("PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1", "EMAILLOG_HTTP_PORT=8080"):
+    for setting in (
+        "PYTHONUNBUFFERED=1",
+        "PYTHONDONTWRITEBYTECODE=1",
+        "EMAILLOG_HTTP_PORT=8080",
+        "EMAILLOG_UI_PORT=8081",
+    ):
         assert setting in env
 
 

@@ -61,7 +61,8 @@ def test_one_replica_and_never_two_during_a_rollout() -> None:
 
 def test_probes_use_livez_and_readyz_on_a_declared_port() -> None:
     ports = {port["name"]: port["containerPort"] for port in container()["ports"]}
-    assert ports == {"http": 8080}
+    assert ports == {"http": 8080, "ui": 8081}
+    assert load("configmap.yaml")["data"]["EMAILLOG_UI_PORT"] == str(ports["ui"])
     paths = {}
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         http = container()[probe]["httpGet"]
@@ -132,8 +133,11 @@ def test_service_and_servicemonitor_select_the_pods() -> None:
     # The Service name becomes the job label that EmailLogDown selects.
     assert service["metadata"]["name"] == "emaillog"
     assert service["spec"]["selector"].items() <= pod_labels.items()
-    (port,) = service["spec"]["ports"]
-    assert port["targetPort"] in {p["name"] for p in container()["ports"]}
+    ports = {port["name"]: port for port in service["spec"]["ports"]}
+    assert set(ports) == {"http", "ui"}
+    for port in ports.values():
+        assert port["targetPort"] in {p["name"] for p in container()["ports"]}
+    port = ports["http"]
     monitor = load("servicemonitor.yaml")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["kind"] == "ServiceMonitor"
@@ -210,4 +214,6 @@ def test_ops_files_mention_only_real_settings() -> None:
     files = [REPO / "Dockerfile", *OPS.rglob("*.y*ml"), OPS / "runbook.md"]
     for path in files:
         for name in re.findall(r"\bEMAILLOG_[A-Z_]+[A-Z]", path.read_text()):
-            assert name.removesuffix("_FILE") in KNOWN_VARIABLES, f"{path.name}: {name}"
+            # EMAILLOG_API_TOKENS_FILE is a setting itself; others are <SECRET>_FILE.
+            known = {name, name.removesuffix("_FILE")} & KNOWN_VARIABLES
+            assert known, f"{path.name}: {name}"

@@ -296,6 +296,7 @@ async def test_sigterm_during_a_burst_drains_exits_0_and_a_restart_finishes(
         "EMAILLOG_STORE_BATCH_MESSAGES": "5",
         "EMAILLOG_DRAIN_TIMEOUT_SECONDS": str(drain_seconds),
         "EMAILLOG_LOG_FORMAT": "json",
+        "EMAILLOG_UI_PORT": "0",  # no web UI: it would need sign-in set up
     }
     # Slow the server down so that SIGTERM lands in the middle of the burst.
     sim.set_latency(20, 60)
@@ -368,6 +369,7 @@ async def test_sigterm_during_start_up_is_a_clean_stop(
         "EMAILLOG_STORAGE_FOLDER": STORAGE,
         "EMAILLOG_HTTP_HOST": "127.0.0.1",
         "EMAILLOG_HTTP_PORT": str(free_port()),
+        "EMAILLOG_UI_PORT": "0",  # no web UI: it would need sign-in set up
     }
     sim.set_latency(300)  # start-up (folder lookups, subscribe) takes a while
     with log_path.open("wb") as out:

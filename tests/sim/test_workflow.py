@@ -21,6 +21,8 @@ from exchangelib.items import HARD_DELETE, MOVE_TO_DELETED_ITEMS, SOFT_DELETE
 from exchangelib.properties import CopiedEvent, CreatedEvent, MovedEvent, NewMailEvent
 
 from exchange_sim import SimulatorThread
+from pipeline.errors import ItemGone
+from pipeline.sources.ews_links import stored_mime
 
 from .conftest import MAILBOX, QUEUE, STORAGE, Recorder, message
 
@@ -377,3 +379,16 @@ def test_create_folder_then_resolve_it(sim: SimulatorThread, account: Account) -
     created.save()
     assert (account.msg_folder_root // "Email Logging" // "Archive").id == created.id
     assert sim.folder_id(MAILBOX, "Email Logging/Archive") == created.id
+
+
+def test_get_item_mime_content_of_a_stored_item(sim: SimulatorThread, account: Account) -> None:
+    # The request EwsSource.fetch_stored_mime sends (the UI's Download .eml); the `sim`
+    # fixture validates every response against the EWS schema at teardown.
+    raw, waiting = message(1), sim.deliver(MAILBOX, QUEUE, message(2))
+    storage = storage_of(account)
+    [(stored_id, _)] = account.bulk_move(
+        ids=[(sim.deliver(MAILBOX, QUEUE, raw), None)], to_folder=storage
+    )
+    assert stored_mime(account, storage, stored_id) == raw
+    assert isinstance(stored_mime(account, storage, waiting), ItemGone)  # a queue item
+    assert isinstance(stored_mime(account, storage, "AAMkAD-no-such-item"), ItemGone)

@@ -316,3 +316,29 @@ async def test_backlog_counts_the_queue(source: MailSource, kit: SourceKit) -> N
     assert await source.backlog() == 3
     await source.move_to_storage([MailRef(ids[0])])
     assert await source.backlog() == 2
+
+
+# --- stored messages (the UI's Download .eml) ---
+
+
+async def test_fetch_stored_mime_is_the_delivered_message(
+    source: MailSource, kit: SourceKit
+) -> None:
+    raw = mime("Kept", message_id="<kept@ours.test>", cc="Boss <boss@theirs.test>")
+    [stored] = await source.move_to_storage([MailRef(kit.deliver(raw))])
+    assert isinstance(stored, Stored) and stored.item_id is not None
+    assert await source.fetch_stored_mime(stored.item_id) == raw
+    assert await source.fetch_stored_mime(stored.item_id) == raw  # reading leaves it there
+
+
+async def test_fetch_stored_mime_of_any_other_item_is_item_gone(
+    source: MailSource, kit: SourceKit
+) -> None:
+    moved, waiting = kit.deliver(mime()), kit.deliver(mime())
+    [stored] = await source.move_to_storage([MailRef(moved)])
+    assert isinstance(stored, Stored)
+    # The id the message had in the queue, and a message still in the queue: neither is a
+    # storage item, so neither can be read through here (only logged mail can).
+    for item_id in (moved, waiting):
+        with pytest.raises(ItemGone):
+            await source.fetch_stored_mime(item_id)

@@ -12,6 +12,7 @@ from pipeline.errors import FolderNotFound, ItemGone, SourceUnavailable, Throttl
 from pipeline.model import Address, MailRef, Sensitivity
 from pipeline.sources import Disposal, Fetched, Stored
 from pipeline.sources.ews import EwsSource
+from pipeline.web.mime import mime_fetcher
 from tests.source.conftest import (
     AUDIT,
     MAILBOX,
@@ -377,6 +378,20 @@ async def test_move_into_a_public_folder_has_no_new_id(sim: Simulator, events: R
             assert result.item_id in stored.values()
             assert result.web_link and result.item_id in result.web_link
         assert results[0] != results[2]
+    finally:
+        await source.close()
+
+
+async def test_stored_mime_from_a_public_folder_storage(sim: Simulator, events: Recorder) -> None:
+    source = await open_source(sim, events, storage_folder=PUBLIC_STORAGE)
+    try:
+        raw = mime(message_id="<public-kept@ours.test>")
+        [stored] = await source.move_to_storage([MailRef(sim.deliver(MAILBOX, QUEUE, raw))])
+        assert isinstance(stored, Stored) and stored.item_id is not None
+        assert await source.fetch_stored_mime(stored.item_id) == raw
+        # A journal row without a storage item id (the lookup after the move failed): the
+        # UI's fetcher finds the copy by its Message-ID.
+        assert await mime_fetcher(source)(None, "<public-kept@ours.test>") == raw
     finally:
         await source.close()
 

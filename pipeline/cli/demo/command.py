@@ -4,6 +4,7 @@
     2. the demo directory (`data.py`) through the product's CSV import
     3. exchange_sim with the queue mailbox; some samples wait in the queue (catch-up)
     4. `serve()` with the EWS source; once it is subscribed, the rest arrive (streaming)
+    4a. the web UI (ui.py) on 127.0.0.1 with a fresh token, printed with its address
     5. a live per-outcome view from disposal_log (`view.py`), until every sample is disposed
        of and the service's metrics registry agrees with disposal_log
     6. a summary (`checks.py`): outcomes, each sample's fate, the interaction log entries, and
@@ -51,6 +52,7 @@ from pipeline.cli.demo.data import (
 )
 from pipeline.cli.demo.graph_world import GraphWorld, graph_settings
 from pipeline.cli.demo.imap_world import DovecotWorld
+from pipeline.cli.demo.ui import ui_url, with_demo_ui
 from pipeline.cli.demo.view import LiveView, Say, Snapshot, counts_text, disposed, printer
 from pipeline.config import DisposalSetting, EwsAuth, FolderPath, RuleSettings, Settings
 from pipeline.errors import EmailLogError
@@ -156,6 +158,7 @@ class _Demo:
     sim: Simulator | DovecotWorld | GraphWorld  # exchange_sim, or Dovecot with --source imap
     stop: asyncio.Event  # set by SIGINT/SIGTERM, or by the demo to stop the service
     say: Say
+    ui_token: str = ""  # the web UI's sign-in token for this run (ui.py)
 
 
 @dataclass
@@ -232,6 +235,9 @@ async def _demo(demo: _Demo, exit_when_drained: bool, out: TextIO) -> int:
         _put(sim, sample)
     say(f"{len(waiting)} messages wait in {MAILBOX} / {QUEUE_FOLDER} (the service catches up)")
     say(f"starting the service; metrics at {_url(demo.settings, '/metrics')}")
+    settings, token = with_demo_ui(demo.settings, _usable_port(demo.settings.ui.port))
+    demo = dataclasses.replace(demo, settings=settings, ui_token=token)
+    say(f"web UI and REST API at {ui_url(settings)}  (sign in with token {token})")
 
     metrics = Metrics()
     service = asyncio.create_task(serve(demo.settings, shutdown=demo.stop.wait, metrics=metrics))
@@ -267,6 +273,7 @@ async def _finish(
 
     say("")
     say(f"The service keeps running: {_url(demo.settings, '/metrics')}  (also /livez and /readyz)")
+    say(f"Browse the log at {ui_url(demo.settings)}  (token {demo.ui_token})")
     if isinstance(demo.sim, DovecotWorld | GraphWorld):
         say(demo.sim.hint(QUEUE_FOLDER))
     else:
@@ -290,8 +297,8 @@ async def _reset_and_load_directory(pool: asyncpg.Pool) -> list[tuple[str, int]]
     loaded: list[tuple[str, int]] = []
     async with pool.acquire() as conn:
         await conn.execute(
-            "TRUNCATE disposal_log, interaction_log_entry, stored_message, contact_alt_address,"
-            " contact, salesperson, interaction_template RESTART IDENTITY"
+            "TRUNCATE disposal_log, interaction_log_entry, stored_message_access, stored_message,"
+            " contact_alt_address, contact, salesperson, interaction_template RESTART IDENTITY"
         )
         with tempfile.TemporaryDirectory(prefix="emaillog-demo-") as folder:
             paths = write_directory_csv(Path(folder))
