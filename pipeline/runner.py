@@ -2,8 +2,14 @@
 
 A step is `async (items) -> one result per item (a value or that item's exception)`; it
 knows nothing of queues, retries or metrics. `next_batch` takes a micro-batch from a
-stage's inbox (up to `batch_messages`, waiting at most `batch_wait_seconds` to fill it);
-`run_batch` runs the step on it with retries. Where results go is `flow.py`'s business.
+stage's inbox; `run_batch` runs the step on it with retries. Where results go is
+`flow.py`'s business.
+
+Batches are sized by load (Nagle's rule): a stage with no batch in progress takes what its
+inbox holds and goes at once, so an idle pipeline adds no wait to a message's latency;
+while one of its batches is in progress, the next waits to fill (up to `batch_messages`)
+until that batch ends or `batch_wait_seconds` pass. Under load batches grow to what the
+round trip brings in, and each message pays a fraction of a request; when idle, none waits.
 
 Retries (tenacity), per batch:
 - a `Retryable` raised for the whole batch retries the batch; a `Retryable` returned for
@@ -64,26 +70,69 @@ class _ItemsToRetry(Retryable):
         super().__init__(str(first))
 
 
-async def next_batch(inbox: asyncio.Queue[In], max_items: int, max_wait_seconds: float) -> list[In]:
-    """Wait for one item, then take what arrives within `max_wait_seconds`, up to `max_items`."""
+class Busy:
+    """How many batches of one stage are in progress; wakes a batch waiting to fill when
+    the last one ends."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def started(self) -> None:
+        self.running += 1
+        self._idle.clear()
+
+    def finished(self) -> None:
+        self.running -= 1
+        if self.running == 0:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        await self._idle.wait()
+
+
+async def next_batch(
+    inbox: asyncio.Queue[In], max_items: int, max_wait_seconds: float, busy: Busy | None = None
+) -> list[In]:
+    """Wait for one item, then take what the inbox holds, up to `max_items`; while `busy`
+    has a batch running, also what arrives until it ends or `max_wait_seconds` pass (with
+    no `busy`, always until then)."""
     batch = [await inbox.get()]
-    deadline = asyncio.get_running_loop().time() + max_wait_seconds
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait_seconds
     while len(batch) < max_items:
         try:
             batch.append(inbox.get_nowait())
             continue
         except asyncio.QueueEmpty:
             pass
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
+        remaining = deadline - loop.time()
+        if remaining <= 0 or (busy is not None and busy.running == 0):
             break
-        try:
-            # Queue.get leaves the item in the queue if cancelled, so a timeout loses nothing.
-            async with asyncio.timeout(remaining):
-                batch.append(await inbox.get())
-        except TimeoutError:
+        got = await _get_unless_idle(inbox, remaining, busy)
+        if not got:
             break
+        batch.extend(got)
     return batch
+
+
+async def _get_unless_idle(inbox: asyncio.Queue[In], timeout: float, busy: Busy | None) -> list[In]:
+    """The next item of `inbox` ([] when `timeout` passes or `busy` turns idle first)."""
+    getter = asyncio.ensure_future(inbox.get())
+    idle = asyncio.ensure_future(busy.idle()) if busy is not None else None
+    try:
+        await asyncio.wait(
+            [getter] if idle is None else [getter, idle],
+            timeout=timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        if idle is not None:
+            idle.cancel()
+        # Queue.get leaves the item in the queue when cancelled before it took it.
+        getter.cancel()
+    return [getter.result()] if getter.done() and not getter.cancelled() else []
 
 
 async def run_batch(

@@ -45,7 +45,6 @@ from typing import Any
 
 from exchangelib.errors import ErrorServerBusy, EWSError
 from exchangelib.properties import TimestampEvent
-from exchangelib.services import GetStreamingEvents
 
 from pipeline.errors import describe
 from pipeline.logs import get_logger
@@ -58,6 +57,7 @@ from pipeline.sources.ews_convert import (
     is_connection_error,
     utc,
 )
+from pipeline.sources.ews_documents import ChunkedStreamingEvents
 from pipeline.sources.ews_emit import RefSink, Stopped
 from pipeline.sources.ews_gate import BackOffGate
 from pipeline.sources.ews_route import route_thread
@@ -311,7 +311,7 @@ class ArrivalStream:
 
     def _stream(self, subscription_id: str) -> None:
         """Follow GetStreamingEvents until the server sends Closed (then return: renew)."""
-        service = GetStreamingEvents(account=self._account)
+        service = ChunkedStreamingEvents(account=self._account)
         self._stream_opened_at = time.monotonic()
         self._silenced = False
         self._service = service
