@@ -17,7 +17,7 @@ _BUCKET = re.compile(
 )
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 #: The order a message meets them in.
-ORDER = ("intake", "fetch", "classify", "dedupe", "move", "store", "dispose")
+ORDER = ("fetch", "classify", "dedupe", "move", "store", "dispose")
 
 
 def p50_breakdown_ms(metrics_text: str) -> dict[str, dict[str, float]]:

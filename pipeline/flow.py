@@ -187,10 +187,6 @@ class Flow:
                 continue
             try:
                 await self._put(first, ref)
-                if ref.received_at is not None:
-                    self.metrics.message_stage.labels("intake", "wait").observe(
-                        max(0.0, time.time() - ref.received_at.timestamp())
-                    )
             except BaseException:
                 self.ledger.let_go(ref.item_id, "intake stopped")
                 raise

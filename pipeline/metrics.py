@@ -13,9 +13,9 @@ Stage labels (`emaillog_stage_duration_seconds`, `emaillog_retries_total`), one 
     dispose   DeleteItem / move of non-logged messages
 
 `emaillog_message_stage_seconds{stage, part}` is per message, not per batch: `wait` is the
-time it sat in the stage's inbox, `work` the time its batch took; stage `intake` (part
-`wait`) is from its arrival in the queue folder (the server's time) to the fetch inbox.
-The benchmark's p50 breakdown is read from it.
+time it sat in the stage's inbox, `work` the time its batch took. The benchmark's p50
+breakdown is read from it; what it leaves out of a message's latency is the server's
+notification and intake (the server's arrival time has only whole seconds).
 """
 
 from __future__ import annotations
