@@ -36,6 +36,7 @@ from pipeline.sources import Disposal, Fetched, NoEvents, SourceEvents, Stored
 from pipeline.sources.ews_connect import connect, forget_protocol, resolve_folder
 from pipeline.sources.ews_convert import align, call_error, item_error, ref_from_item, to_mail
 from pipeline.sources.ews_gate import gate_for
+from pipeline.sources.ews_items import additional_fields, fetch_queue_items
 from pipeline.sources.ews_links import (
     LINK_FIELD,
     QUEUE_FIELDS,
@@ -94,6 +95,7 @@ class EwsSource:
         self._queue_route: str | None = None
         self._storage_route: str | None = None
         self._links = QueueLinks(2 * settings.limits.max_in_flight_messages)
+        self._queue_shape: Any = None  # GetItem's AdditionalProperties (ews_items.py)
 
     # --- MailSource: identity and state ---
 
@@ -245,14 +247,10 @@ class EwsSource:
     async def fetch(self, refs: Sequence[MailRef]) -> list[Fetched | Exception]:
         if not refs:
             return []
-        account, queue, ids = self._account, self._queue, _ids(refs)
+        if self._queue_shape is None:
+            self._queue_shape = additional_fields(self._queue, QUEUE_FIELDS)
         results = await self._call(
-            lambda: list(
-                account.fetch(
-                    ids=ids, folder=queue, only_fields=list(QUEUE_FIELDS), chunk_size=len(ids)
-                )
-            ),
-            route=self._queue_route,
+            fetch_queue_items, self._account, _ids(refs), self._queue_shape, route=self._queue_route
         )
         out: list[Fetched | Exception] = []
         for ref, result in zip(refs, align(results, len(refs), "GetItem"), strict=True):
