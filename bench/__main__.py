@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import db, knee, phases
-from bench.breakdown import p50_breakdown_ms
+from bench.breakdown import mean_batch_messages, p50_breakdown_ms
 from bench.corpus import NEVER_LOG, Directory, expected_counts, generate
 from bench.procs import SimProcess, free_port
 from pipeline.config import Settings
@@ -262,6 +262,7 @@ def summarise(
         if steady.sent
         else 0.0,
         "p50_breakdown_ms": p50_breakdown_ms(steady.metrics),
+        "steady_batch_messages": mean_batch_messages(steady.metrics),
         "client_limit_cpu_s_per_1000_msgs": round(client_cpu * 1000, 3),
         "cpu_vs_client_limit": round(cpu / n / client_cpu, 3) if client_cpu and n else None,
         "steady_knee_msgs_per_s": round(found.knee, 1) if found else None,

@@ -52,3 +52,27 @@ def quantile(q: float, cumulative: list[tuple[float, float]]) -> float:
             return lower_bound + (bound - lower_bound) * share
         lower_bound, lower_count = bound, count
     return lower_bound
+
+
+_COUNT = re.compile(
+    r'^emaillog_(?P<what>message_stage|stage_duration)_seconds_count\{(?P<labels>[^}]*)\} '
+    r"(?P<count>[0-9.e+]+)$",
+    re.MULTILINE,
+)
+
+
+def mean_batch_messages(metrics_text: str) -> dict[str, float]:
+    """Messages per batch of each stage: per-message work observations over batches."""
+    messages: dict[str, float] = {}
+    batches: dict[str, float] = {}
+    for match in _COUNT.finditer(metrics_text):
+        labels = dict(_LABEL.findall(match["labels"]))
+        if match["what"] == "stage_duration":
+            batches[labels["stage"]] = float(match["count"])
+        elif labels.get("part") == "work":
+            messages[labels["stage"]] = float(match["count"])
+    return {
+        stage: round(messages[stage] / batches[stage], 2)
+        for stage in ORDER
+        if batches.get(stage) and stage in messages
+    }

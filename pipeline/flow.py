@@ -68,6 +68,9 @@ class Stage:
     batch_messages: int
     concurrency: int
     route: Callable[[Any], str]
+    #: Wait the whole batch wait to fill a batch while other messages are in flight (the
+    #: stage where messages arrive one at a time: `runner.next_batch`).
+    fill_when_busy: bool = False
 
 
 def then(name: str) -> Callable[[object], str]:
@@ -110,6 +113,7 @@ def topology(deps: Deps, settings: Settings) -> tuple[Stage, ...]:
             batch_messages=limits.fetch_batch_messages,
             concurrency=mail_server,
             route=then("classify"),
+            fill_when_busy=True,
         ),
         Stage(
             "classify",
@@ -169,7 +173,7 @@ class Flow:
     def __post_init__(self) -> None:
         self.inboxes = {s.name: asyncio.Queue(self.inbox_messages) for s in self.stages}
         self.collecting = {s.name: asyncio.Lock() for s in self.stages}
-        self.busy = {s.name: Busy() for s in self.stages}
+        self.busy = {s.name: Busy(lambda: len(self.ledger)) for s in self.stages}
 
     def workers(self) -> list[Coroutine[Any, Any, None]]:
         """Every stage's workers, to be run as tasks until cancelled."""
@@ -201,7 +205,11 @@ class Flow:
         while True:
             async with self.collecting[stage.name]:
                 stamped = await next_batch(
-                    inbox, stage.batch_messages, self.batch_wait_seconds, busy
+                    inbox,
+                    stage.batch_messages,
+                    self.batch_wait_seconds,
+                    busy,
+                    fill=stage.fill_when_busy,
                 )
             started = time.perf_counter()
             batch = [item for _, item in stamped]

@@ -5,11 +5,13 @@ knows nothing of queues, retries or metrics. `next_batch` takes a micro-batch fr
 stage's inbox; `run_batch` runs the step on it with retries. Where results go is
 `flow.py`'s business.
 
-Batches are sized by load (Nagle's rule): a stage with no batch in progress takes what its
-inbox holds and goes at once, so an idle pipeline adds no wait to a message's latency;
-while one of its batches is in progress, the next waits to fill (up to `batch_messages`)
-until that batch ends or `batch_wait_seconds` pass. Under load batches grow to what the
-round trip brings in, and each message pays a fraction of a request; when idle, none waits.
+Batches are sized by load. A stage with no batch in progress takes what its inbox holds
+and goes at once, so an idle pipeline adds no wait to a message's latency; while one of its
+batches is in progress, the next waits to fill (up to `batch_messages`) until that batch
+ends or `batch_wait_seconds` pass (Nagle's rule). The first stage, where messages arrive
+one at a time, also waits the whole `batch_wait_seconds` to fill while other messages are
+in flight: a busy pipeline then works in batches (later stages receive a batch's messages
+together), so each message pays a fraction of a request; an idle one never waits.
 
 Retries (tenacity), per batch:
 - a `Retryable` raised for the whole batch retries the batch; a `Retryable` returned for
@@ -71,10 +73,11 @@ class _ItemsToRetry(Retryable):
 
 
 class Busy:
-    """How many batches of one stage are in progress; wakes a batch waiting to fill when
-    the last one ends."""
+    """How many batches of one stage are in progress (wakes a batch waiting to fill when the
+    last one ends), and how many messages the whole pipeline has in flight."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_flight: Callable[[], int] = lambda: 0) -> None:
+        self.in_flight = in_flight
         self.running = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -93,14 +96,22 @@ class Busy:
 
 
 async def next_batch(
-    inbox: asyncio.Queue[In], max_items: int, max_wait_seconds: float, busy: Busy | None = None
+    inbox: asyncio.Queue[In],
+    max_items: int,
+    max_wait_seconds: float,
+    busy: Busy | None = None,
+    *,
+    fill: bool = False,
 ) -> list[In]:
     """Wait for one item, then take what the inbox holds, up to `max_items`; while `busy`
     has a batch running, also what arrives until it ends or `max_wait_seconds` pass (with
-    no `busy`, always until then)."""
+    no `busy`, always until then). With `fill`, while other messages are in flight, what
+    arrives until `max_wait_seconds` pass (the module docstring)."""
     batch = [await inbox.get()]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_wait_seconds
+    if fill and busy is not None and busy.in_flight() > 1:
+        busy = None  # wait the whole time
     while len(batch) < max_items:
         try:
             batch.append(inbox.get_nowait())
