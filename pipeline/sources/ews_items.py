@@ -80,7 +80,7 @@ class QueueSync(SyncFolderItems):  # type: ignore[misc]
         return change_type, Arrived(
             id=None if item_id is None else item_id.get("Id"),
             changekey=None if item_id is None else item_id.get("ChangeKey"),
-            datetime_received=_datetime(_text(item, "DateTimeReceived")),
+            datetime_received=ews_datetime(_text(item, "DateTimeReceived")),
         )
 
 
@@ -111,8 +111,8 @@ def queue_item(elem: Any) -> QueueItem:
         author=_mailbox(elem.find(_T + "From")),
         to_recipients=_mailboxes(elem.find(_T + "ToRecipients")),
         cc_recipients=_mailboxes(elem.find(_T + "CcRecipients")),
-        datetime_sent=_datetime(_text(elem, "DateTimeSent")),
-        datetime_received=_datetime(_text(elem, "DateTimeReceived")),
+        datetime_sent=ews_datetime(_text(elem, "DateTimeSent")),
+        datetime_received=ews_datetime(_text(elem, "DateTimeReceived")),
         is_draft=_bool(_text(elem, "IsDraft")),
         size=_int(_text(elem, "Size")),
         web_client_read_form_query_string=_text(elem, "WebClientReadFormQueryString"),
@@ -140,7 +140,7 @@ def _mailboxes(wrapper: Any) -> tuple[Mailbox, ...] | None:
     return tuple(Mailbox(_text(b, "Name"), _text(b, "EmailAddress")) for b in wrapper)
 
 
-def _datetime(value: str | None) -> datetime | None:
+def ews_datetime(value: str | None) -> datetime | None:
     """EWS xs:dateTime; a value without an offset is taken as UTC (Exchange sends Z)."""
     if not value:
         return None

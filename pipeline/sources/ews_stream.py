@@ -44,7 +44,6 @@ from contextlib import suppress
 from typing import Any
 
 from exchangelib.errors import ErrorServerBusy, EWSError
-from exchangelib.properties import TimestampEvent
 
 from pipeline.errors import describe
 from pipeline.logs import get_logger
@@ -339,14 +338,17 @@ class ArrivalStream:
         self._stream_opened_at = max(self._stream_opened_at, time.monotonic())
 
     def _ref_of(self, event: Any) -> MailRef | None:
-        if not isinstance(event, TimestampEvent) or event.item_id is None:
-            return None  # folder events, status (keep-alive) events
+        """A queue item's ref from an item event (ews_documents.ItemEvent, or exchangelib's
+        TimestampEvent); None for folder and status (keep-alive) events."""
+        item_id = getattr(event, "item_id", None)
+        if item_id is None:
+            return None
         parent = event.parent_folder_id
         if parent is None or parent.id != self._queue_id:
             return None  # e.g. the MovedEvent of an item leaving the queue for storage
         return MailRef(
-            item_id=event.item_id.id,
-            changekey=event.item_id.changekey,
+            item_id=item_id.id,
+            changekey=item_id.changekey,
             received_at=utc(event.timestamp),
         )
 

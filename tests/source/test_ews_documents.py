@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import pairwise
+from typing import Any
 
+from exchangelib.properties import Notification as ExchangelibNotification
 from hypothesis import given
 from hypothesis import strategies as st
+from lxml import etree
 
-from pipeline.sources.ews_documents import envelopes
+from pipeline.sources.ews_documents import envelopes, notification
 
 DECL = b"<?xml version='1.0' encoding='utf-8'?>\n"
 ONE = (
@@ -43,3 +47,35 @@ def test_any_chunking_gives_the_same_documents(cuts: list[int]) -> None:
 
 def test_an_unfinished_envelope_yields_nothing() -> None:
     assert list(envelopes([ONE[:-5]])) == []
+
+
+NOTIFICATION = b"""<m:Notification xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"
+    xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
+  <t:SubscriptionId>S1</t:SubscriptionId>
+  <t:CreatedEvent><t:TimeStamp>2024-03-04T10:00:05Z</t:TimeStamp>
+    <t:ItemId Id="I1" ChangeKey="C1"/><t:ParentFolderId Id="Q" ChangeKey="QK"/></t:CreatedEvent>
+  <t:NewMailEvent><t:TimeStamp>2024-03-04T10:00:05Z</t:TimeStamp>
+    <t:ItemId Id="I1" ChangeKey="C1"/><t:ParentFolderId Id="Q" ChangeKey="QK"/></t:NewMailEvent>
+  <t:CreatedEvent><t:TimeStamp>2024-03-04T10:00:06Z</t:TimeStamp>
+    <t:FolderId Id="F1"/><t:ParentFolderId Id="Q"/></t:CreatedEvent>
+  <t:MovedEvent><t:TimeStamp>2024-03-04T10:00:07+01:00</t:TimeStamp>
+    <t:ItemId Id="I2" ChangeKey="C2"/><t:ParentFolderId Id="S"/>
+    <t:OldItemId Id="I0"/><t:OldParentFolderId Id="Q"/></t:MovedEvent>
+  <t:StatusEvent><t:Watermark>W</t:Watermark></t:StatusEvent>
+</m:Notification>"""
+
+
+def test_notifications_read_as_exchangelib_reads_them() -> None:
+    elem = etree.fromstring(NOTIFICATION)
+
+    def seen(events: Iterable[Any]) -> list[tuple[object, ...]]:
+        return [
+            (e.item_id.id, e.item_id.changekey, e.parent_folder_id.id, e.timestamp)
+            for e in events
+            if getattr(e, "item_id", None) is not None
+        ]
+
+    ours = notification(elem).events
+    theirs = ExchangelibNotification.from_xml(elem=elem, account=None).events
+    assert seen(ours) == seen(theirs)
+    assert [e.item_id.id for e in ours if e.item_id] == ["I1", "I1", "I2"]
