@@ -39,7 +39,7 @@ from pipeline.logs import get_logger
 from pipeline.metrics import Metrics
 from pipeline.model import Disposal, Mail, MailRef
 from pipeline.rules import Policy
-from pipeline.runner import Busy, RetryPolicy, next_batch, run_batch
+from pipeline.runner import Busy, Pace, RetryPolicy, next_batch, run_batch
 from pipeline.setup_check import email_template
 from pipeline.sources import MailSource
 from pipeline.stages import Decided, Tracked
@@ -169,11 +169,13 @@ class Flow:
     #: every idle worker and batches come out a fraction of `batch_messages`.
     collecting: dict[str, asyncio.Lock] = field(init=False)
     busy: dict[str, Busy] = field(init=False)
+    pace: Pace = field(init=False)
 
     def __post_init__(self) -> None:
         self.inboxes = {s.name: asyncio.Queue(self.inbox_messages) for s in self.stages}
         self.collecting = {s.name: asyncio.Lock() for s in self.stages}
-        self.busy = {s.name: Busy(lambda: len(self.ledger)) for s in self.stages}
+        self.pace = Pace()  # of arrivals
+        self.busy = {s.name: Busy(lambda: len(self.ledger), self.pace) for s in self.stages}
 
     def workers(self) -> list[Coroutine[Any, Any, None]]:
         """Every stage's workers, to be run as tasks until cancelled."""
@@ -189,6 +191,7 @@ class Flow:
                 await gate.wait()  # setup incomplete: the item waits in the queue
             if ref.item_id in self.ledger.failed_ids or not await self.ledger.admit(ref.item_id):
                 continue
+            self.pace.arrived()
             try:
                 await self._put(first, ref)
             except BaseException:

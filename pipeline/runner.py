@@ -10,8 +10,10 @@ and goes at once, so an idle pipeline adds no wait to a message's latency; while
 batches is in progress, the next waits to fill (up to `batch_messages`) until that batch
 ends or `batch_wait_seconds` pass (Nagle's rule). The first stage, where messages arrive
 one at a time, also waits the whole `batch_wait_seconds` to fill while other messages are
-in flight: a busy pipeline then works in batches (later stages receive a batch's messages
-together), so each message pays a fraction of a request; an idle one never waits.
+in flight and messages arrive faster than one per `batch_wait_seconds` (`Pace`): a busy
+pipeline then works in batches (later stages receive a batch's messages together), so
+each message pays a fraction of a request; an idle or slow one never waits for company
+that is not coming.
 
 Retries (tenacity), per batch:
 - a `Retryable` raised for the whole batch retries the batch; a `Retryable` returned for
@@ -32,6 +34,8 @@ Retries (tenacity), per batch:
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -72,12 +76,34 @@ class _ItemsToRetry(Retryable):
         super().__init__(str(first))
 
 
+class Pace:
+    """The recent time between arrivals: an exponentially weighted mean (infinite until
+    two have arrived)."""
+
+    WEIGHT = 0.1  # of the newest gap: about the last ten arrivals count
+
+    def __init__(self) -> None:
+        self.gap_seconds = math.inf
+        self._last: float | None = None
+
+    def arrived(self, now: float | None = None) -> None:
+        """One more arrival, at `now` (time.monotonic() when not given)."""
+        now = time.monotonic() if now is None else now
+        if self._last is not None:
+            gap = now - self._last
+            mean = self.gap_seconds
+            self.gap_seconds = gap if math.isinf(mean) else mean + self.WEIGHT * (gap - mean)
+        self._last = now
+
+
 class Busy:
     """How many batches of one stage are in progress (wakes a batch waiting to fill when the
-    last one ends), and how many messages the whole pipeline has in flight."""
+    last one ends), how many messages the whole pipeline has in flight, and how fast they
+    arrive."""
 
-    def __init__(self, in_flight: Callable[[], int] = lambda: 0) -> None:
+    def __init__(self, in_flight: Callable[[], int] = lambda: 0, pace: Pace | None = None) -> None:
         self.in_flight = in_flight
+        self.pace = pace if pace is not None else Pace()
         self.running = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -110,7 +136,12 @@ async def next_batch(
     batch = [await inbox.get()]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_wait_seconds
-    if fill and busy is not None and busy.in_flight() > 1:
+    if (
+        fill
+        and busy is not None
+        and busy.in_flight() > len(batch)
+        and busy.pace.gap_seconds < max_wait_seconds
+    ):
         busy = None  # wait the whole time
     while len(batch) < max_items:
         try:
