@@ -19,27 +19,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import sys
 import tempfile
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import db, knee, phases
+from bench import knee, phases, scaling
 from bench.breakdown import mean_batch_messages, p50_breakdown_ms
-from bench.corpus import NEVER_LOG, Directory, expected_counts, generate
-from bench.procs import SimProcess, free_port
-from pipeline.config import Settings
-from pipeline.store.db import open_database
-from pipeline.store.directory_repo import load_directory
-
-MAILBOX = "queue@ourco.example"
-#: --scaling: queued messages per drain.
-SCALING_SIZES = (1_000, 5_000, 20_000)
+from bench.context import bench_context, progress, service_env
+from bench.corpus import expected_counts, generate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=100.0, help="steady phase, msg/s")
     parser.add_argument("--seconds", type=float, default=30.0, help="steady phase duration")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--low-rate", type=float, default=25.0, help="second steady phase, msg/s")
+    parser.add_argument("--low-seconds", type=float, default=20.0)
     parser.add_argument("--salespersons", type=int, default=1_000)
     parser.add_argument("--contacts", type=int, default=50_000)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
@@ -56,8 +47,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--baseline-n", type=int, default=1000, help="messages for the one-at-a-time baseline"
     )
     parser.add_argument("--no-knee", action="store_true", help="skip the knee search")
+    parser.add_argument("--knee-step-seconds", type=float, default=10.0)
+    parser.add_argument("--knee-max-rate", type=float, default=3200.0)
     parser.add_argument(
         "--scaling", action="store_true", help="drain at N = 1,000, 5,000, 20,000 instead"
+    )
+    parser.add_argument(
+        "--scaling-sizes",
+        type=lambda v: [int(n) for n in v.split(",")],
+        default=[1_000, 5_000, 20_000],
     )
     parser.add_argument(
         "--source",
@@ -67,95 +65,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(bench/graph.py)",
     )
     return parser.parse_args(argv)
-
-
-def service_env(data_dir: Path, database_url: str) -> phases.EnvFor:
-    """The environment of `emaillog run` for one simulator (and a fresh HTTP port)."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("EMAILLOG_")}
-
-    def env_for(sim: SimProcess) -> tuple[dict[str, str], int]:
-        port = free_port()
-        env = base | {
-            "EMAILLOG_DATA_DIR": str(data_dir),
-            "EMAILLOG_DATABASE_URL": database_url,
-            "EMAILLOG_EWS_URL": sim.ews_url,
-            "EMAILLOG_EWS_MAILBOX": MAILBOX,
-            "EMAILLOG_EWS_AUTH": "none",
-            "EMAILLOG_NEVER_LOG": ",".join(NEVER_LOG),
-            "EMAILLOG_HTTP_HOST": "127.0.0.1",
-            "EMAILLOG_HTTP_PORT": str(port),
-        }
-        return env, port
-
-    return env_for
-
-
-@asynccontextmanager
-async def bench_context(
-    args: argparse.Namespace, tmp: Path
-) -> AsyncIterator[tuple[phases.Context, Directory]]:
-    """An embedded PostgreSQL with the directory imported, and what the phases need."""
-    logs = tmp / "logs"
-    logs.mkdir()
-    data_dir = tmp / "data"
-    setup_started = time.perf_counter()
-    people = Directory(args.seed, args.salespersons, args.contacts)
-    settings = Settings.from_env(
-        {
-            "EMAILLOG_DATA_DIR": str(data_dir),
-            "EMAILLOG_EWS_MAILBOX": MAILBOX,
-            "EMAILLOG_NEVER_LOG": ",".join(NEVER_LOG),
-        }
-    )
-    async with open_database(settings.database) as database:
-        imported = await db.import_directory(database.pool, people.write_csv(tmp / "directory"))
-        async with database.pool.acquire() as conn:
-            directory = await load_directory(conn)
-        ctx = phases.Context(
-            settings=settings,
-            pool=database.pool,
-            directory=directory,
-            env_for=service_env(data_dir, database.url),
-            latency_ms=args.latency_ms,
-            logs=logs,
-        )
-        setup_seconds = time.perf_counter() - setup_started
-        progress(f"set-up {setup_seconds:.1f} s: directory {imported}; temp dir {tmp}")
-        yield ctx, people
-
-
-async def run_scaling(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    """The drain at growing N, one fresh simulator and service each: the rate should stay
-    flat and peak RSS bounded by the settings (in-flight cap, inbox sizes), not by N."""
-    rows = []
-    async with bench_context(args, tmp) as (ctx, people):
-        for n in SCALING_SIZES:
-            messages = generate(people, n, args.seed, tag=f"scale{n}")
-            drain = await phases.drain(ctx, messages)
-            outcomes = drain.disposals.outcomes if drain.disposals else {}
-            rows.append(
-                {
-                    "n": n,
-                    "drain_msgs_per_s": round(n / drain.seconds, 1) if drain.seconds else 0.0,
-                    "drain_msgs_per_s_after_ready": round(n / drain.after_ready_seconds, 1)
-                    if drain.after_ready_seconds
-                    else 0.0,
-                    "peak_rss_mb": round(drain.end.peak_rss_mb, 1) if drain.end else 0.0,
-                    "accounted": outcomes == expected_counts(messages)
-                    and drain.queue_left == 0
-                    and not drain.timed_out,
-                }
-            )
-            progress(f"scaling n={n}: {rows[-1]}")
-    rates = [r["drain_msgs_per_s_after_ready"] for r in rows]
-    rss = [r["peak_rss_mb"] for r in rows]
-    return {
-        "latency_ms": args.latency_ms,
-        "scaling": rows,
-        "rate_min_over_max": round(min(rates) / max(rates), 3) if max(rates) else 0.0,
-        "peak_rss_mb_max": max(rss),
-        "peak_rss_mb_growth": round(max(rss) / min(rss), 3) if min(rss) else 0.0,
-    }
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -170,17 +79,53 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         progress(f"client limit {client.seconds:.1f} s")
         steady = await phases.steady(ctx, steady_messages, args.rate)
         progress(f"steady {steady.send_seconds:.1f} s")
-        found = None if args.no_knee else await knee.knee(ctx, people, seed=args.seed + 7)
+        low_messages = generate(
+            people, int(args.low_rate * args.low_seconds), args.seed + 2, tag="steady-low"
+        )
+        low = await phases.steady(ctx, low_messages, args.low_rate)
+        progress(f"steady at {args.low_rate:g} msg/s {low.send_seconds:.1f} s")
+        found = None
+        if not args.no_knee:
+            found = await knee.knee(
+                ctx,
+                people,
+                seed=args.seed + 7,
+                step_seconds=args.knee_step_seconds,
+                max_rate=args.knee_max_rate,
+            )
         base_messages = messages[: args.baseline_n]
         base = await phases.baseline(ctx, base_messages)
         progress(f"baseline {base.seconds:.1f} s")
-    return summarise(
+    result = summarise(
         args, messages, steady_messages, drain, client, steady, base, found, base_messages
+    )
+    return result | low_rate_figures(low, low_messages)
+
+
+def steady_accounted(steady: phases.SteadyResult, messages: list[Any]) -> bool:
+    """Every message sent, disposed of as expected, the queue empty, each one timed."""
+    outcomes = steady.disposals.outcomes if steady.disposals else {}
+    return (
+        steady.sent == len(messages)
+        and outcomes == expected_counts(messages)
+        and steady.queue_left == 0
+        and len(steady.latencies_ms) == steady.sent
     )
 
 
-def progress(text: str) -> None:
-    print(f"bench: {text}", file=sys.stderr, flush=True)
+def low_rate_figures(low: phases.SteadyResult, messages: list[Any]) -> dict[str, Any]:
+    """The steady phase again at a low rate (--low-rate): latency when mail trickles in."""
+    lat = low.latencies_ms
+    return {
+        "steady_low_rate_per_s": round(low.sent / low.send_seconds, 1) if low.send_seconds else 0,
+        "steady_low_p50_ms": round(phases.percentile(lat, 50), 1),
+        "steady_low_p95_ms": round(phases.percentile(lat, 95), 1),
+        "steady_low_p99_ms": round(phases.percentile(lat, 99), 1),
+        "steady_low_cpu_cores": round(low.cpu_seconds / low.send_seconds, 3)
+        if low.send_seconds
+        else 0.0,
+        "steady_low_accounted": steady_accounted(low, messages),
+    }
 
 
 def summarise(
@@ -203,8 +148,6 @@ def summarise(
     client_rate = n / client.seconds if client.seconds else 0.0
     cpu = drain.end.cpu_seconds - drain.ready.cpu_seconds if drain.end and drain.ready else 0.0
     lat = steady.latencies_ms
-    steady_expected = expected_counts(steady_messages)
-    steady_outcomes = steady.disposals.outcomes if steady.disposals else {}
     caught_up = steady.caught_up_after_stop_s
     base_expected = expected_counts(base_messages)
     client_cpu = client.cpu_seconds / n if client.cpu_seconds else 0.0
@@ -246,10 +189,7 @@ def summarise(
         and not drain.timed_out,
         "client_limit_accounted": client.fetched == client.moved == client.stored == n,
         "steady_sent": steady.sent,
-        "steady_accounted": steady.sent == len(steady_messages)
-        and steady_outcomes == steady_expected
-        and steady.queue_left == 0
-        and len(lat) == steady.sent,
+        "steady_accounted": steady_accounted(steady, steady_messages),
         "baseline_accounted": base.outcomes == base_expected
         and base.queue_left == 0
         and base.stored == base_expected.get("logged", 0),
@@ -303,6 +243,12 @@ def table(r: dict[str, Any]) -> str:
             f"{r['steady_p99_ms']:.0f} ms (target p99 <= 250); kept up: {r['steady_kept_up']}",
         ),
         (
+            "steady, low rate",
+            f"{r['steady_low_rate_per_s']:.1f} msg/s",
+            f"p50 {r['steady_low_p50_ms']:.0f} / p95 {r['steady_low_p95_ms']:.0f} / p99 "
+            f"{r['steady_low_p99_ms']:.0f} ms (target p50 <= 80)",
+        ),
+        (
             "steady cost",
             f"{r['steady_cpu_cores']:.3f} cores",
             f"service CPU per wall second at {r['steady_rate_per_s']:.0f} msg/s (target <= 0.35); "
@@ -333,6 +279,7 @@ def table(r: dict[str, Any]) -> str:
             "drain_accounted",
             "client_limit_accounted",
             "steady_accounted",
+            "steady_low_accounted",
             "baseline_accounted",
         )
     )
@@ -349,21 +296,6 @@ def breakdown_text(breakdown: dict[str, dict[str, float]]) -> str:
     )
 
 
-def scaling_table(r: dict[str, Any]) -> str:
-    lines = [f"emaillog benchmark --scaling: latency {r['latency_ms']:g} ms per EWS request"]
-    lines += [
-        f"  n={row['n']:>6}  {row['drain_msgs_per_s']:>7.1f} msg/s "
-        f"({row['drain_msgs_per_s_after_ready']:.1f} from ready)  peak RSS "
-        f"{row['peak_rss_mb']:.1f} MB  accounted: {row['accounted']}"
-        for row in r["scaling"]
-    ]
-    lines.append(
-        f"  rate min/max {r['rate_min_over_max']:.3f}; "
-        f"peak RSS growth {r['peak_rss_mb_growth']:.3f}x"
-    )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="emaillog-bench-"))
@@ -378,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
 
             result = asyncio.run(graph.run_graph(args, tmp, service_env, summarise))
         elif args.scaling:
-            result, render = asyncio.run(run_scaling(args, tmp)), scaling_table
+            result, render = asyncio.run(scaling.run(args, tmp)), scaling.table
         else:
             result = asyncio.run(run(args, tmp))
     except BaseException:

@@ -55,7 +55,7 @@ def quantile(q: float, cumulative: list[tuple[float, float]]) -> float:
 
 
 _COUNT = re.compile(
-    r'^emaillog_(?P<what>message_stage|stage_duration)_seconds_count\{(?P<labels>[^}]*)\} '
+    r"^emaillog_(?P<what>message_stage|stage_duration)_seconds_count\{(?P<labels>[^}]*)\} "
     r"(?P<count>[0-9.e+]+)$",
     re.MULTILINE,
 )
