@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -38,6 +39,8 @@ POLL_SECONDS = 0.025
 KEPT_UP_WITHIN_SECONDS = 5.0
 
 EnvFor = Callable[[SimProcess], tuple[dict[str, str], int]]
+#: One step of the knee search (bench/knee.py): deliver at a rate, say how it went.
+StepFn = Callable[[float], Awaitable[Any]]
 
 
 @dataclass
@@ -66,6 +69,9 @@ class SteadyResult:
     queue_left: int = -1
     end: ProcStats | None = None
     exit_code: int | None = None
+    cpu_seconds: float = 0.0  # the service's, while the messages were being sent
+    ews_requests: int = 0  # from the first delivery until caught up
+    metrics: str = ""  # the service's /metrics once caught up
 
 
 @dataclass
@@ -127,45 +133,66 @@ async def steady(ctx: Context, messages: list[BenchMessage], rate: float) -> Ste
         service = ServiceProcess(env, port, ctx.logs / "service-steady.log")
         try:
             await service.start()
-            delivered_at: dict[str, float] = {}
-
-            async def deliver(message: BenchMessage) -> None:
-                at = time.time()
-                delivered_at[await sim.deliver(message.raw)] = at
-
-            loop = asyncio.get_running_loop()
-            first = loop.time()
-            async with asyncio.TaskGroup() as tg:
-                for i, message in enumerate(messages):
-                    delay = first + i / rate - loop.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    tg.create_task(deliver(message))
-            stopped_at = time.time()
+            requests_before = await sim.requests_served()
+            cpu_before = service.stats().cpu_seconds
+            delivered_at, result.send_seconds = await send_at_rate(sim, messages, rate)
+            result.cpu_seconds = service.stats().cpu_seconds - cpu_before
             result.sent = len(delivered_at)
-            result.send_seconds = loop.time() - first
             result.backlog_at_stop = result.sent - await db.disposed_count(ctx.pool)
-            deadline = time.monotonic() + 30 + result.sent / 20
-            while time.monotonic() < deadline:
-                if (
-                    await db.disposed_count(ctx.pool) >= result.sent
-                    and await sim.count(QUEUE_FOLDER) == 0
-                ):
-                    result.caught_up_after_stop_s = time.time() - stopped_at
-                    break
-                await asyncio.sleep(POLL_SECONDS)
+            result.caught_up_after_stop_s = await caught_up(ctx.pool, sim, result.sent)
+            result.ews_requests = await sim.requests_served() - requests_before
             result.end = service.stats()
+            result.metrics = await service.metrics()
         finally:
             result.exit_code = await service.stop()
         result.queue_left = await sim.count(QUEUE_FOLDER)
-    disposed = await db.disposal_times(ctx.pool)
-    result.latencies_ms = sorted(
+    result.latencies_ms = await latencies_ms(ctx.pool, delivered_at)
+    result.disposals = await db.disposals(ctx.pool)
+    return result
+
+
+async def send_at_rate(
+    sim: SimProcess, messages: list[BenchMessage], rate: float
+) -> tuple[dict[str, float], float]:
+    """Deliver `messages` at `rate` a second; (item id -> time.time() just before its
+    delivery, seconds the sending took)."""
+    delivered_at: dict[str, float] = {}
+
+    async def deliver(message: BenchMessage) -> None:
+        at = time.time()
+        delivered_at[await sim.deliver(message.raw)] = at
+
+    loop = asyncio.get_running_loop()
+    first = loop.time()
+    async with asyncio.TaskGroup() as tg:
+        for i, message in enumerate(messages):
+            delay = first + i / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tg.create_task(deliver(message))
+    return delivered_at, loop.time() - first
+
+
+async def caught_up(pool: asyncpg.Pool, sim: SimProcess, total: int) -> float | None:
+    """Seconds until `total` messages are disposed of and the queue is empty (None: not
+    within the limit)."""
+    stopped_at = time.time()
+    deadline = time.monotonic() + 30 + total / 20
+    while time.monotonic() < deadline:
+        if await db.disposed_count(pool) >= total and await sim.count(QUEUE_FOLDER) == 0:
+            return time.time() - stopped_at
+        await asyncio.sleep(POLL_SECONDS)
+    return None
+
+
+async def latencies_ms(pool: asyncpg.Pool, delivered_at: dict[str, float]) -> list[float]:
+    """Delivery to disposal of each delivered message that was disposed of, ascending."""
+    disposed = await db.disposal_times(pool)
+    return sorted(
         (disposed[item_id] - at) * 1000
         for item_id, at in delivered_at.items()
         if item_id in disposed
     )
-    result.disposals = await db.disposals(ctx.pool)
-    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +224,7 @@ class ClientLimitPhase:
     moved: int
     stored: int
     ews_requests: int
+    cpu_seconds: float = 0.0  # the bare client's thread CPU (0: not measured)
 
 
 async def client_limit(ctx: Context, messages: list[BenchMessage]) -> ClientLimitPhase:
@@ -209,7 +237,9 @@ async def client_limit(ctx: Context, messages: list[BenchMessage]) -> ClientLimi
         result = await asyncio.to_thread(run_client_limit, Settings.from_env(env), ids)
         requests = await sim.requests_served() - requests_before
         stored = await sim.count(STORAGE_FOLDER)
-    return ClientLimitPhase(result.seconds, result.fetched, result.moved, stored, requests)
+    return ClientLimitPhase(
+        result.seconds, result.fetched, result.moved, stored, requests, result.cpu_seconds
+    )
 
 
 _TOTAL = re.compile(r'^emaillog_messages_total\{outcome="(\w+)"\} ([0-9.e+]+)$', re.MULTILINE)
@@ -218,3 +248,11 @@ _TOTAL = re.compile(r'^emaillog_messages_total\{outcome="(\w+)"\} ([0-9.e+]+)$',
 def _messages_total(text: str) -> int:
     """Sum of emaillog_messages_total over the non-failed outcomes."""
     return int(sum(float(v) for outcome, v in _TOTAL.findall(text) if outcome != "failed"))
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending list (0 when empty)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, min(len(sorted_values), round(p / 100 * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]

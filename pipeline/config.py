@@ -180,7 +180,7 @@ class PipelineLimits:
         "STORE_BATCH_MESSAGES", 50, positive_int, "messages per database transaction"
     )
     batch_wait_ms: float = setting(
-        "BATCH_WAIT_MS", 20.0, non_negative_float, "max wait to fill a micro-batch"
+        "BATCH_WAIT_MS", 30.0, non_negative_float, "max wait to fill a micro-batch"
     )
     stage_queue_messages: int = setting(
         "STAGE_QUEUE_MESSAGES", 200, positive_int, "capacity of each inter-stage queue"

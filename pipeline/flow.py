@@ -8,7 +8,9 @@
 route out (the next stage, or `END`). Everything else is generic:
 
 - each stage has one bounded inbox (EMAILLOG_STAGE_QUEUE_MESSAGES); a worker takes a
-  micro-batch from it, runs the step with retries (`runner.run_batch`) and hands each
+  micro-batch from it (sized by load: `runner.next_batch` waits to fill a batch only while
+  another of the stage's batches is in progress), runs the step with retries
+  (`runner.run_batch`) and hands each
   result to the stage its route names, so a slow stage fills its inbox and blocks the ones
   before it: that backpressure reaches intake, which also waits for an in-flight slot;
 - an item that reaches `END` is finished by the ledger; an item whose step returned an
@@ -37,7 +39,7 @@ from pipeline.logs import get_logger
 from pipeline.metrics import Metrics
 from pipeline.model import Disposal, Mail, MailRef
 from pipeline.rules import Policy
-from pipeline.runner import RetryPolicy, next_batch, run_batch
+from pipeline.runner import Busy, Pace, RetryPolicy, next_batch, run_batch
 from pipeline.setup_check import email_template
 from pipeline.sources import MailSource
 from pipeline.stages import Decided, Tracked
@@ -66,6 +68,9 @@ class Stage:
     batch_messages: int
     concurrency: int
     route: Callable[[Any], str]
+    #: Wait the whole batch wait to fill a batch while other messages are in flight (the
+    #: stage where messages arrive one at a time: `runner.next_batch`).
+    fill_when_busy: bool = False
 
 
 def then(name: str) -> Callable[[object], str]:
@@ -108,6 +113,7 @@ def topology(deps: Deps, settings: Settings) -> tuple[Stage, ...]:
             batch_messages=limits.fetch_batch_messages,
             concurrency=mail_server,
             route=then("classify"),
+            fill_when_busy=True,
         ),
         Stage(
             "classify",
@@ -157,14 +163,19 @@ class Flow:
     retry: RetryPolicy
     inbox_messages: int
     batch_wait_seconds: float
-    inboxes: dict[str, asyncio.Queue[Any]] = field(init=False)
+    #: Each item with the time.perf_counter() it was put in (its wait is measured).
+    inboxes: dict[str, asyncio.Queue[tuple[float, Any]]] = field(init=False)
     #: One worker of a stage fills a batch at a time. Otherwise a burst is split between
     #: every idle worker and batches come out a fraction of `batch_messages`.
     collecting: dict[str, asyncio.Lock] = field(init=False)
+    busy: dict[str, Busy] = field(init=False)
+    pace: Pace = field(init=False)
 
     def __post_init__(self) -> None:
         self.inboxes = {s.name: asyncio.Queue(self.inbox_messages) for s in self.stages}
         self.collecting = {s.name: asyncio.Lock() for s in self.stages}
+        self.pace = Pace()  # of arrivals
+        self.busy = {s.name: Busy(lambda: len(self.ledger), self.pace) for s in self.stages}
 
     def workers(self) -> list[Coroutine[Any, Any, None]]:
         """Every stage's workers, to be run as tasks until cancelled."""
@@ -180,20 +191,41 @@ class Flow:
                 await gate.wait()  # setup incomplete: the item waits in the queue
             if ref.item_id in self.ledger.failed_ids or not await self.ledger.admit(ref.item_id):
                 continue
+            self.pace.arrived()
             try:
-                await first.put(ref)
+                await self._put(first, ref)
             except BaseException:
                 self.ledger.let_go(ref.item_id, "intake stopped")
                 raise
 
+    async def _put(self, inbox: asyncio.Queue[tuple[float, Any]], item: Any) -> None:
+        await inbox.put((time.perf_counter(), item))
+
     async def _work(self, stage: Stage) -> None:
-        inbox = self.inboxes[stage.name]
+        inbox, busy = self.inboxes[stage.name], self.busy[stage.name]
+        waited = self.metrics.message_stage.labels(stage.name, "wait")
+        worked = self.metrics.message_stage.labels(stage.name, "work")
         while True:
             async with self.collecting[stage.name]:
-                batch = await next_batch(inbox, stage.batch_messages, self.batch_wait_seconds)
+                stamped = await next_batch(
+                    inbox,
+                    stage.batch_messages,
+                    self.batch_wait_seconds,
+                    busy,
+                    fill=stage.fill_when_busy,
+                )
             started = time.perf_counter()
-            results = await run_batch(stage.name, stage.step, batch, self.retry, self.metrics)
-            self.metrics.stage_duration.labels(stage.name).observe(time.perf_counter() - started)
+            batch = [item for _, item in stamped]
+            busy.started()
+            try:
+                results = await run_batch(stage.name, stage.step, batch, self.retry, self.metrics)
+            finally:
+                busy.finished()
+            took = time.perf_counter() - started
+            self.metrics.stage_duration.labels(stage.name).observe(took)
+            for put_at, _ in stamped:
+                waited.observe(started - put_at)
+                worked.observe(took)
             for item, result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
                     await self._failed(item, result)
@@ -202,7 +234,7 @@ class Flow:
                 if to == END:
                     self._end(result)
                 else:
-                    await self.inboxes[to].put(result)
+                    await self._put(self.inboxes[to], result)
 
     def _end(self, item: Decided) -> None:
         self.ledger.finish(

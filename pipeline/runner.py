@@ -2,8 +2,18 @@
 
 A step is `async (items) -> one result per item (a value or that item's exception)`; it
 knows nothing of queues, retries or metrics. `next_batch` takes a micro-batch from a
-stage's inbox (up to `batch_messages`, waiting at most `batch_wait_seconds` to fill it);
-`run_batch` runs the step on it with retries. Where results go is `flow.py`'s business.
+stage's inbox; `run_batch` runs the step on it with retries. Where results go is
+`flow.py`'s business.
+
+Batches are sized by load. A stage with no batch in progress takes what its inbox holds
+and goes at once, so an idle pipeline adds no wait to a message's latency; while one of its
+batches is in progress, the next waits to fill (up to `batch_messages`) until that batch
+ends or `batch_wait_seconds` pass (Nagle's rule). The first stage, where messages arrive
+one at a time, also waits the whole `batch_wait_seconds` to fill while other messages are
+in flight and messages arrive faster than one per `batch_wait_seconds` (`Pace`): a busy
+pipeline then works in batches (later stages receive a batch's messages together), so
+each message pays a fraction of a request; an idle or slow one never waits for company
+that is not coming.
 
 Retries (tenacity), per batch:
 - a `Retryable` raised for the whole batch retries the batch; a `Retryable` returned for
@@ -24,6 +34,8 @@ Retries (tenacity), per batch:
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -64,26 +76,105 @@ class _ItemsToRetry(Retryable):
         super().__init__(str(first))
 
 
-async def next_batch(inbox: asyncio.Queue[In], max_items: int, max_wait_seconds: float) -> list[In]:
-    """Wait for one item, then take what arrives within `max_wait_seconds`, up to `max_items`."""
+class Pace:
+    """The recent time between arrivals: an exponentially weighted mean (infinite until
+    two have arrived)."""
+
+    WEIGHT = 0.1  # of the newest gap: about the last ten arrivals count
+
+    def __init__(self) -> None:
+        self.gap_seconds = math.inf
+        self._last: float | None = None
+
+    def arrived(self, now: float | None = None) -> None:
+        """One more arrival, at `now` (time.monotonic() when not given)."""
+        now = time.monotonic() if now is None else now
+        if self._last is not None:
+            gap = now - self._last
+            mean = self.gap_seconds
+            self.gap_seconds = gap if math.isinf(mean) else mean + self.WEIGHT * (gap - mean)
+        self._last = now
+
+
+class Busy:
+    """How many batches of one stage are in progress (wakes a batch waiting to fill when the
+    last one ends), how many messages the whole pipeline has in flight, and how fast they
+    arrive."""
+
+    def __init__(self, in_flight: Callable[[], int] = lambda: 0, pace: Pace | None = None) -> None:
+        self.in_flight = in_flight
+        self.pace = pace if pace is not None else Pace()
+        self.running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def started(self) -> None:
+        self.running += 1
+        self._idle.clear()
+
+    def finished(self) -> None:
+        self.running -= 1
+        if self.running == 0:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        await self._idle.wait()
+
+
+async def next_batch(
+    inbox: asyncio.Queue[In],
+    max_items: int,
+    max_wait_seconds: float,
+    busy: Busy | None = None,
+    *,
+    fill: bool = False,
+) -> list[In]:
+    """Wait for one item, then take what the inbox holds, up to `max_items`; while `busy`
+    has a batch running, also what arrives until it ends or `max_wait_seconds` pass (with
+    no `busy`, always until then). With `fill`, while other messages are in flight, what
+    arrives until `max_wait_seconds` pass (the module docstring)."""
     batch = [await inbox.get()]
-    deadline = asyncio.get_running_loop().time() + max_wait_seconds
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait_seconds
+    if (
+        fill
+        and busy is not None
+        and busy.in_flight() > len(batch)
+        and busy.pace.gap_seconds < max_wait_seconds
+    ):
+        busy = None  # wait the whole time
     while len(batch) < max_items:
         try:
             batch.append(inbox.get_nowait())
             continue
         except asyncio.QueueEmpty:
             pass
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
+        remaining = deadline - loop.time()
+        if remaining <= 0 or (busy is not None and busy.running == 0):
             break
-        try:
-            # Queue.get leaves the item in the queue if cancelled, so a timeout loses nothing.
-            async with asyncio.timeout(remaining):
-                batch.append(await inbox.get())
-        except TimeoutError:
+        got = await _get_unless_idle(inbox, remaining, busy)
+        if not got:
             break
+        batch.extend(got)
     return batch
+
+
+async def _get_unless_idle(inbox: asyncio.Queue[In], timeout: float, busy: Busy | None) -> list[In]:
+    """The next item of `inbox` ([] when `timeout` passes or `busy` turns idle first)."""
+    getter = asyncio.ensure_future(inbox.get())
+    idle = asyncio.ensure_future(busy.idle()) if busy is not None else None
+    try:
+        await asyncio.wait(
+            [getter] if idle is None else [getter, idle],
+            timeout=timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        if idle is not None:
+            idle.cancel()
+        # Queue.get leaves the item in the queue when cancelled before it took it.
+        getter.cancel()
+    return [getter.result()] if getter.done() and not getter.cancelled() else []
 
 
 async def run_batch(

@@ -35,20 +35,13 @@ from pipeline.model import MailRef
 from pipeline.sources import Disposal, Fetched, NoEvents, SourceEvents, Stored
 from pipeline.sources import ews_links as links
 from pipeline.sources.ews_connect import connect, forget_protocol, resolve_folder
-from pipeline.sources.ews_convert import (
-    FETCH_FIELDS,
-    align,
-    call_error,
-    item_error,
-    ref_from_item,
-    to_mail,
-)
+from pipeline.sources.ews_convert import align, call_error, item_error, ref_from_item, to_mail
 from pipeline.sources.ews_gate import gate_for
+from pipeline.sources.ews_items import additional_fields, fetch_queue_items
 from pipeline.sources.ews_route import content_mailbox, run_routed
 from pipeline.sources.ews_stream import ArrivalStream
 
 log = get_logger(__name__)
-_MoveItemOnePerInput = links.MoveItemOnePerInput  # its old name (tests)
 
 T = TypeVar("T")
 
@@ -91,6 +84,8 @@ class EwsSource:
         # Public-folder content mailboxes of the queue and storage (ews_route.py).
         self._queue_route: str | None = None
         self._storage_route: str | None = None
+        self._links = links.QueueLinks(2 * settings.limits.max_in_flight_messages)
+        self._queue_shape: Any = None  # GetItem's AdditionalProperties (ews_items.py)
 
     # --- MailSource: identity and state ---
 
@@ -242,22 +237,18 @@ class EwsSource:
     async def fetch(self, refs: Sequence[MailRef]) -> list[Fetched | Exception]:
         if not refs:
             return []
-        account, queue, ids = self._account, self._queue, _ids(refs)
+        if self._queue_shape is None:
+            self._queue_shape = additional_fields(self._queue, links.QUEUE_FIELDS)
         results = await self._call(
-            lambda: list(
-                account.fetch(
-                    ids=ids, folder=queue, only_fields=list(FETCH_FIELDS), chunk_size=len(ids)
-                )
-            ),
-            route=self._queue_route,
+            fetch_queue_items, self._account, _ids(refs), self._queue_shape, route=self._queue_route
         )
         out: list[Fetched | Exception] = []
         for ref, result in zip(refs, align(results, len(refs), "GetItem"), strict=True):
-            out.append(
-                self._item_error(result)
-                if isinstance(result, Exception)
-                else Fetched(ref=ref, mail=to_mail(result))
-            )
+            if isinstance(result, Exception):
+                out.append(self._item_error(result))
+                continue
+            self._links.remember(ref.item_id, result)
+            out.append(Fetched(ref=ref, mail=to_mail(result)))
         return out
 
     async def move_to_storage(self, refs: Sequence[MailRef]) -> list[Stored | Exception]:
@@ -273,6 +264,9 @@ class EwsSource:
         results = await self._move(refs, self._storage)
         moved = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
         new_ids = [None if results[i] is None else results[i][0] for i in moved]
+        known = [
+            self._links.moved(refs[i].item_id, new) for i, new in zip(moved, new_ids, strict=True)
+        ]
         try:
             stored = await self._call(
                 links.complete,
@@ -280,6 +274,7 @@ class EwsSource:
                 self._storage,
                 new_ids,
                 [wanted[i] for i in moved],
+                known,
                 self._ews.url,
                 route=self._storage_route,
             )
@@ -295,6 +290,7 @@ class EwsSource:
     async def dispose(self, refs: Sequence[MailRef], how: Disposal) -> list[Exception | None]:
         if not refs:
             return []
+        self._links.forget([ref.item_id for ref in refs])
         results: list[Any]
         if how is Disposal.MOVE:
             if self._disposal_folder is None:

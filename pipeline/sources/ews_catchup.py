@@ -25,6 +25,7 @@ from exchangelib.errors import ErrorInvalidSyncStateData, ErrorSyncFolderNotFoun
 from pipeline.logs import get_logger
 from pipeline.model import MailRef
 from pipeline.sources.ews_convert import ref_from_item
+from pipeline.sources.ews_items import ID_ONLY, Arrived, QueueSync, additional_fields
 
 log = get_logger(__name__)
 
@@ -43,6 +44,7 @@ class QueueScan:
         self._public = public
         self.sync_state: str | None = None
         self.resyncs = 0  # full resyncs after an invalid sync state (tests read it)
+        self._shape: Any = None  # ItemShape's AdditionalProperties
 
     def run(self, emit: Callable[[Iterable[MailRef]], None]) -> None:
         if self._public:
@@ -69,20 +71,34 @@ class QueueScan:
             self._sync(emit)
 
     def _sync(self, emit: Callable[[Iterable[MailRef]], None]) -> None:
-        # The folder keeps the new SyncState only once the generator is fully consumed; on a
-        # failure midway the next scan repeats from the previous state (and dedupes).
-        self._folder.item_sync_state = self.sync_state
-        changes = self._folder.sync_items(
-            sync_state=self.sync_state,
-            only_fields=["datetime_received"],
-            max_changes_returned=MAX_SYNC_CHANGES,
-        )
-        emit(
-            ref_from_item(item)
-            for change_type, item in changes
-            if change_type == "create" and not isinstance(item, Exception)
-        )
-        self.sync_state = self._folder.item_sync_state
+        """SyncFolderItems page by page (exchangelib's FolderCollection.sync_items loop,
+        with ews_items.QueueSync reading the answers). The state moves on after each page
+        is handed over; a failure midway repeats from the last page handed over (refs
+        already emitted are deduplicated)."""
+        folder = self._folder
+        if self._shape is None:
+            self._shape = additional_fields(folder, ["datetime_received"])
+        service = QueueSync(account=folder.account)
+        while True:
+            state = self.sync_state
+            changes = service.call(
+                folder=folder,
+                shape=ID_ONLY,
+                additional_fields=self._shape,
+                sync_state=state,
+                ignore=None,
+                max_changes_returned=MAX_SYNC_CHANGES,
+                sync_scope=None,
+            )
+            emit(
+                ref_from_item(item)
+                for change_type, item in changes
+                if change_type == QueueSync.CREATE and isinstance(item, Arrived)
+            )
+            self.sync_state = service.sync_state
+            # The server may answer the same state although it said more is to come.
+            if service.sync_state == state or service.includes_last_item_in_range:
+                return
 
 
 def failure_delay(failures: int, cap_seconds: float) -> float:

@@ -4,15 +4,22 @@ A move into a public folder (or another mailbox) returns no new item id, so the 
 copy is found again by its Internet Message-ID in the storage folder. The link is what the
 server says (`item:WebClientReadFormQueryString`, a full OWA URL on Exchange 2013 and
 later) or, when it says nothing, one built from the item id the way OWA builds it.
+
+The server's link is read with the queue item (GetItem asks for it along with the fields
+the rules need) and remembered until the move: the stored copy's link is the same URL with
+the new item id in its ItemID parameter, so no second GetItem per move is needed. Only when
+the queue item's link is not of that form (no link, or an older server's relative query
+string) is the stored item asked for its own.
 Both are best-effort: the move has happened whatever they find, and the reconciler fills
 what is missing later. `stored_mime` reads a stored copy back (GetItem with MimeContent).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from exchangelib.errors import ErrorInvalidIdMalformed, ErrorItemNotFound
 from exchangelib.services import MoveItem
@@ -38,6 +45,8 @@ class MoveItemOnePerInput(MoveItem):  # type: ignore[misc]
 
 
 LINK_FIELD = "web_client_read_form_query_string"
+#: What GetItem asks of a queue item: what the rules need, and its link (QueueLinks).
+QUEUE_FIELDS = (*FETCH_FIELDS, LINK_FIELD)
 
 
 def built_link(ews_url: str, item_id: str) -> str:
@@ -47,6 +56,41 @@ def built_link(ews_url: str, item_id: str) -> str:
         f"{parts.scheme}://{parts.netloc}/owa/?ItemID={quote(item_id, safe='')}"
         "&exvsurl=1&viewmodel=ReadMessageItem"
     )
+
+
+class QueueLinks:
+    """The server's link of each queue item fetched and not yet moved; bounded (items
+    that are disposed of, fail or are let go are forgotten oldest first)."""
+
+    def __init__(self, max_items: int) -> None:
+        self._max_items = max_items
+        self._links: OrderedDict[str, str] = OrderedDict()
+
+    def remember(self, item_id: str, item: Any) -> None:
+        link = getattr(item, LINK_FIELD, None)
+        if link:
+            self._links[item_id] = str(link)
+            while len(self._links) > self._max_items:
+                self._links.popitem(last=False)
+
+    def moved(self, item_id: str, new_id: str | None) -> str | None:
+        """The link of the item's copy `new_id`, when the queue item's link has the form
+        that says how (None: ask the server)."""
+        link = self._links.pop(item_id, None)
+        if link is None or new_id is None:
+            return None
+        parts = urlsplit(link)
+        if not (parts.scheme and parts.netloc):
+            return None
+        params = parse_qsl(parts.query, keep_blank_values=True)
+        if [value for name, value in params if name == "ItemID"] != [item_id]:
+            return None
+        old, new = f"ItemID={quote(item_id, safe='')}", f"ItemID={quote(new_id, safe='')}"
+        return link.replace(old, new, 1) if link.count(old) == 1 else None
+
+    def forget(self, item_ids: Sequence[str]) -> None:
+        for item_id in item_ids:
+            self._links.pop(item_id, None)
 
 
 def link_of(item: Any, ews_url: str) -> str:
@@ -98,20 +142,22 @@ def complete(
     storage: Any,
     new_ids: Sequence[str | None],
     wanted: Sequence[str | None],
+    known_links: Sequence[str | None],
     ews_url: str,
 ) -> list[Stored]:
     """`Stored` for each moved item: `new_ids` are what MoveItem returned (None: no id),
-    `wanted` the Message-IDs to find those by. Never raises: what cannot be found now
-    stays None for the reconciler."""
+    `wanted` the Message-IDs to find those by, `known_links` the links already derived
+    (`QueueLinks.moved`). Never raises: what cannot be found now stays None for the
+    reconciler."""
     ids = list(new_ids)
-    by_id: dict[str, str] = {}
+    by_id = {i: link for i, link in zip(new_ids, known_links, strict=True) if i and link}
     try:
         for i, (item_id, message_id) in enumerate(zip(new_ids, wanted, strict=True)):
             if item_id is None and message_id:
                 ids[i] = find_stored(storage, message_id)
-        known = [item_id for item_id in ids if item_id is not None]
-        if known:
-            by_id = dict(zip(known, links(account, storage, known, ews_url), strict=True))
+        ask = [item_id for item_id in ids if item_id is not None and item_id not in by_id]
+        if ask:
+            by_id |= dict(zip(ask, links(account, storage, ask, ews_url), strict=True))
     except Exception as exc:
         log.warning("storage link lookup failed (%s); the reconciler fills it", type(exc).__name__)
     return [

@@ -44,8 +44,6 @@ from contextlib import suppress
 from typing import Any
 
 from exchangelib.errors import ErrorServerBusy, EWSError
-from exchangelib.properties import TimestampEvent
-from exchangelib.services import GetStreamingEvents
 
 from pipeline.errors import describe
 from pipeline.logs import get_logger
@@ -58,6 +56,7 @@ from pipeline.sources.ews_convert import (
     is_connection_error,
     utc,
 )
+from pipeline.sources.ews_documents import ChunkedStreamingEvents
 from pipeline.sources.ews_emit import RefSink, Stopped
 from pipeline.sources.ews_gate import BackOffGate
 from pipeline.sources.ews_route import route_thread
@@ -311,7 +310,7 @@ class ArrivalStream:
 
     def _stream(self, subscription_id: str) -> None:
         """Follow GetStreamingEvents until the server sends Closed (then return: renew)."""
-        service = GetStreamingEvents(account=self._account)
+        service = ChunkedStreamingEvents(account=self._account)
         self._stream_opened_at = time.monotonic()
         self._silenced = False
         self._service = service
@@ -339,14 +338,17 @@ class ArrivalStream:
         self._stream_opened_at = max(self._stream_opened_at, time.monotonic())
 
     def _ref_of(self, event: Any) -> MailRef | None:
-        if not isinstance(event, TimestampEvent) or event.item_id is None:
-            return None  # folder events, status (keep-alive) events
+        """A queue item's ref from an item event (ews_documents.ItemEvent, or exchangelib's
+        TimestampEvent); None for folder and status (keep-alive) events."""
+        item_id = getattr(event, "item_id", None)
+        if item_id is None:
+            return None
         parent = event.parent_folder_id
         if parent is None or parent.id != self._queue_id:
             return None  # e.g. the MovedEvent of an item leaving the queue for storage
         return MailRef(
-            item_id=event.item_id.id,
-            changekey=event.item_id.changekey,
+            item_id=item_id.id,
+            changekey=item_id.changekey,
             received_at=utc(event.timestamp),
         )
 

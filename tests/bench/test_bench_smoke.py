@@ -31,14 +31,32 @@ NUMBERS = (
     "latency_ms",
     "startup_seconds",
     "drain_seconds",
+    "steady_cpu_cores",
+    "steady_requests_per_msg",
+    "cpu_vs_client_limit",
+    "client_limit_cpu_s_per_1000_msgs",
+    "steady_knee_msgs_per_s",
+    "steady_low_p50_ms",
+    "steady_low_p99_ms",
 )
-ACCOUNTED = ("drain_accounted", "client_limit_accounted", "steady_accounted", "baseline_accounted")
+ACCOUNTED = (
+    "drain_accounted",
+    "client_limit_accounted",
+    "steady_accounted",
+    "steady_low_accounted",
+    "baseline_accounted",
+)
+#: Short phases: 3 s steady, 2 s at the low rate, a knee search of 1 s steps up to 200 msg/s.
+SMALL = (
+    "--n", "200", "--seconds", "3", "--low-seconds", "2",
+    "--knee-step-seconds", "1", "--knee-max-rate", "200",
+)  # fmt: skip
 
 
 @pytest.mark.timeout(240)
 def test_small_benchmark_run_accounts_for_every_message() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--n", "200", "--seconds", "3"],
+        [sys.executable, "-m", "bench", *SMALL],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -69,7 +87,31 @@ def test_small_benchmark_run_accounts_for_every_message() -> None:
     assert result["drain_outcomes"] == expected
     assert result["baseline_outcomes"] == expected
     assert result["steady_sent"] == 300  # 100 msg/s for 3 s
+    # Where a message's time goes, per stage, and how large the batches were.
+    assert {"fetch", "classify", "dedupe"} <= set(result["p50_breakdown_ms"])
+    assert set(result["p50_breakdown_ms"]["fetch"]) == {"wait", "work"}
+    assert all(size >= 1 for size in result["steady_batch_messages"].values())
+    # The knee search ran its steps: 100 then 200 msg/s (the cap).
+    assert [step[0] for step in result["knee_steps"]][:2] == [100, 200]
     for key in ACCOUNTED:
         assert result[key] is True, key
     assert result["service_exit_codes"] == [0, 0]
     assert "drain (service)" in done.stdout  # the table comes before the JSON
+
+
+@pytest.mark.timeout(240)
+def test_scaling_mode_drains_each_size() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--scaling", "--scaling-sizes", "60,120"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=230,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [row["n"] for row in result["scaling"]] == [60, 120]
+    for row in result["scaling"]:
+        assert row["accounted"] is True
+        assert row["drain_msgs_per_s"] > 0 and row["peak_rss_mb"] > 0
+    assert result["peak_rss_mb_max"] == max(r["peak_rss_mb"] for r in result["scaling"])

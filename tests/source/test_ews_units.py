@@ -41,7 +41,6 @@ from pipeline.errors import (
     Throttled,
 )
 from pipeline.model import Address, MailRef, Sensitivity, content_hash
-from pipeline.sources.ews import _MoveItemOnePerInput
 from pipeline.sources.ews_connect import configuration
 from pipeline.sources.ews_convert import (
     align,
@@ -49,6 +48,7 @@ from pipeline.sources.ews_convert import (
     item_error,
     to_mail,
 )
+from pipeline.sources.ews_links import MoveItemOnePerInput as _MoveItemOnePerInput
 from pipeline.sources.ews_stream import (
     ArrivalStream,
     _Stopped,
