@@ -250,12 +250,6 @@ def table(r: dict[str, Any]) -> str:
             f"{r['steady_p99_ms']:.0f} ms (target p99 <= 250); kept up: {r['steady_kept_up']}",
         ),
         (
-            "steady, low rate",
-            f"{r['steady_low_rate_per_s']:.1f} msg/s",
-            f"p50 {r['steady_low_p50_ms']:.0f} / p95 {r['steady_low_p95_ms']:.0f} / p99 "
-            f"{r['steady_low_p99_ms']:.0f} ms (target p50 <= 80)",
-        ),
-        (
             "steady cost",
             f"{r['steady_cpu_cores']:.3f} cores",
             f"service CPU per wall second at {r['steady_rate_per_s']:.0f} msg/s (target <= 0.35); "
@@ -277,11 +271,21 @@ def table(r: dict[str, Any]) -> str:
             f"{r['cpu_vs_client_limit']} (target <= 1.3)",
         ),
     ]
+    if "steady_low_p50_ms" in r:  # the EWS run has a second, slower steady phase
+        rows.insert(
+            4,
+            (
+                "steady, low rate",
+                f"{r['steady_low_rate_per_s']:.1f} msg/s",
+                f"p50 {r['steady_low_p50_ms']:.0f} / p95 {r['steady_low_p95_ms']:.0f} / p99 "
+                f"{r['steady_low_p99_ms']:.0f} ms (target p50 <= 80)",
+            ),
+        )
     width = max(len(a) for a, _, _ in rows)
     lines = [f"emaillog benchmark: n={r['n']}, latency {r['latency_ms']:g} ms per EWS request"]
     lines += [f"  {a:<{width}}  {b:>14}  {c}" for a, b, c in rows]
     accounted = all(
-        r[k]
+        r.get(k, True)
         for k in (
             "drain_accounted",
             "client_limit_accounted",

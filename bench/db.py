@@ -9,7 +9,7 @@ import asyncpg
 
 from pipeline.store.directory_repo import KINDS, import_csv
 
-JOURNAL_TABLES = "interaction_log_entry, disposal_log, stored_message"
+JOURNAL_TABLES = "interaction_log_entry, disposal_log, stored_message_access, stored_message"
 
 
 async def import_directory(pool: asyncpg.Pool, files: dict[str, Path]) -> dict[str, int]:
