@@ -21,24 +21,37 @@ from pipeline.store.directory_repo import load_directory
 MAILBOX = "queue@ourco.example"
 
 
+def run_env(
+    data_dir: Path, database_url: str, source: dict[str, str]
+) -> tuple[dict[str, str], int]:
+    """The environment of one `emaillog run` of any source (`source`: its variables), and the
+    fresh HTTP port it serves /readyz and /metrics on. Nothing EMAILLOG_* leaks in from the
+    caller's environment."""
+    port = free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("EMAILLOG_")}
+    return base | {
+        "EMAILLOG_DATA_DIR": str(data_dir),
+        "EMAILLOG_DATABASE_URL": database_url,
+        "EMAILLOG_NEVER_LOG": ",".join(NEVER_LOG),
+        "EMAILLOG_HTTP_HOST": "127.0.0.1",
+        "EMAILLOG_HTTP_PORT": str(port),
+        "EMAILLOG_UI_PORT": "0",  # the benchmark measures intake, not the UI
+    } | source, port
+
+
 def service_env(data_dir: Path, database_url: str) -> phases.EnvFor:
     """The environment of `emaillog run` for one simulator (and a fresh HTTP port)."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("EMAILLOG_")}
 
     def env_for(sim: SimProcess) -> tuple[dict[str, str], int]:
-        port = free_port()
-        env = base | {
-            "EMAILLOG_DATA_DIR": str(data_dir),
-            "EMAILLOG_DATABASE_URL": database_url,
-            "EMAILLOG_EWS_URL": sim.ews_url,
-            "EMAILLOG_EWS_MAILBOX": MAILBOX,
-            "EMAILLOG_EWS_AUTH": "none",
-            "EMAILLOG_NEVER_LOG": ",".join(NEVER_LOG),
-            "EMAILLOG_HTTP_HOST": "127.0.0.1",
-            "EMAILLOG_HTTP_PORT": str(port),
-            "EMAILLOG_UI_PORT": "0",  # the benchmark measures intake, not the UI
-        }
-        return env, port
+        return run_env(
+            data_dir,
+            database_url,
+            {
+                "EMAILLOG_EWS_URL": sim.ews_url,
+                "EMAILLOG_EWS_MAILBOX": MAILBOX,
+                "EMAILLOG_EWS_AUTH": "none",
+            },
+        )
 
     return env_for
 

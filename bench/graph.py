@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import db, phases
+from bench.context import run_env
 from bench.corpus import NEVER_LOG, BenchMessage, Directory, generate
-from bench.procs import STORAGE_FOLDER, SimProcess, free_port
+from bench.procs import STORAGE_FOLDER, SimProcess
 from pipeline.config import Settings
 from pipeline.model import MailRef
 from pipeline.sources import Fetched, Stored
@@ -50,27 +50,21 @@ class GraphSimProcess(SimProcess):
 
 
 def graph_env(data_dir: Path, database_url: str) -> phases.EnvFor:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("EMAILLOG_")}
-
     def env_for(sim: SimProcess) -> tuple[dict[str, str], int]:
-        port = free_port()
-        env = base | {
-            "EMAILLOG_DATA_DIR": str(data_dir),
-            "EMAILLOG_DATABASE_URL": database_url,
-            "EMAILLOG_SOURCE": "graph",
-            "EMAILLOG_GRAPH_MAILBOX": MAILBOX,
-            "EMAILLOG_GRAPH_TENANT_ID": "bench.onmicrosoft.com",
-            "EMAILLOG_GRAPH_CLIENT_ID": APP_ID,
-            "EMAILLOG_GRAPH_CLIENT_SECRET": APP_SECRET,
-            "EMAILLOG_GRAPH_URL": f"{sim.base_url}/v1.0",
-            "EMAILLOG_GRAPH_AUTHORITY_URL": sim.base_url,
-            "EMAILLOG_GRAPH_POLL_SECONDS": "0.5",
-            "EMAILLOG_NEVER_LOG": ",".join(NEVER_LOG),
-            "EMAILLOG_HTTP_HOST": "127.0.0.1",
-            "EMAILLOG_HTTP_PORT": str(port),
-            "EMAILLOG_UI_PORT": "0",  # the benchmark measures intake, not the UI
-        }
-        return env, port
+        return run_env(
+            data_dir,
+            database_url,
+            {
+                "EMAILLOG_SOURCE": "graph",
+                "EMAILLOG_GRAPH_MAILBOX": MAILBOX,
+                "EMAILLOG_GRAPH_TENANT_ID": "bench.onmicrosoft.com",
+                "EMAILLOG_GRAPH_CLIENT_ID": APP_ID,
+                "EMAILLOG_GRAPH_CLIENT_SECRET": APP_SECRET,
+                "EMAILLOG_GRAPH_URL": f"{sim.base_url}/v1.0",
+                "EMAILLOG_GRAPH_AUTHORITY_URL": sim.base_url,
+                "EMAILLOG_GRAPH_POLL_SECONDS": "0.5",
+            },
+        )
 
     return env_for
 

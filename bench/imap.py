@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -31,8 +30,9 @@ import asyncpg
 from imapclient import IMAPClient
 
 from bench import db
+from bench.context import run_env
 from bench.corpus import NEVER_LOG, BenchMessage, Directory, expected_counts, generate
-from bench.procs import ServiceProcess, free_port
+from bench.procs import ServiceProcess
 from exchange_sim.dovecot import PASSWORD, USER, Dovecot
 from pipeline.config import Settings
 from pipeline.directory import Directory as PeopleIndex
@@ -65,25 +65,21 @@ class Phase:
 
 
 def env_for(server: Dovecot, data_dir: Path, database_url: str) -> tuple[dict[str, str], int]:
-    port = free_port()
-    base = {k: v for k, v in os.environ.items() if not k.startswith("EMAILLOG_")}
-    return base | {
-        "EMAILLOG_DATA_DIR": str(data_dir),
-        "EMAILLOG_DATABASE_URL": database_url,
-        "EMAILLOG_SOURCE": "imap",
-        "EMAILLOG_IMAP_HOST": "localhost",
-        "EMAILLOG_IMAP_PORT": str(server.tls_port),
-        "EMAILLOG_IMAP_SECURITY": "tls",
-        "EMAILLOG_IMAP_CA_FILE": server.ca_file,
-        "EMAILLOG_IMAP_USERNAME": USER,
-        "EMAILLOG_IMAP_PASSWORD": PASSWORD,
-        "EMAILLOG_QUEUE_FOLDER": QUEUE,
-        "EMAILLOG_STORAGE_FOLDER": STORAGE,
-        "EMAILLOG_NEVER_LOG": ",".join(NEVER_LOG),
-        "EMAILLOG_HTTP_HOST": "127.0.0.1",
-        "EMAILLOG_HTTP_PORT": str(port),
-        "EMAILLOG_UI_PORT": "0",  # the benchmark measures intake, not the UI
-    }, port
+    return run_env(
+        data_dir,
+        database_url,
+        {
+            "EMAILLOG_SOURCE": "imap",
+            "EMAILLOG_IMAP_HOST": "localhost",
+            "EMAILLOG_IMAP_PORT": str(server.tls_port),
+            "EMAILLOG_IMAP_SECURITY": "tls",
+            "EMAILLOG_IMAP_CA_FILE": server.ca_file,
+            "EMAILLOG_IMAP_USERNAME": USER,
+            "EMAILLOG_IMAP_PASSWORD": PASSWORD,
+            "EMAILLOG_QUEUE_FOLDER": QUEUE,
+            "EMAILLOG_STORAGE_FOLDER": STORAGE,
+        },
+    )
 
 
 def fresh_folders(server: Dovecot) -> None:
