@@ -124,20 +124,20 @@ def _text(elem: Any, tag: str) -> str | None:
     return None if child is None else (child.text or None)  # as exchangelib: "" is absent
 
 
-def _mailbox(wrapper: Any) -> Mailbox | None:
-    """<t:Sender><t:Mailbox>...</t:Mailbox></t:Sender> (or a bare <t:Mailbox>)."""
-    if wrapper is None:
-        return None
-    box = wrapper if wrapper.tag == _T + "Mailbox" else wrapper.find(_T + "Mailbox")
-    if box is None:
-        return None
+def _box(box: Any) -> Mailbox:
+    """One <t:Mailbox>."""
     return Mailbox(name=_text(box, "Name"), email_address=_text(box, "EmailAddress"))
 
 
+def _mailbox(wrapper: Any) -> Mailbox | None:
+    """<t:Sender><t:Mailbox>...</t:Mailbox></t:Sender> (From likewise)."""
+    box = None if wrapper is None else wrapper.find(_T + "Mailbox")
+    return None if box is None else _box(box)
+
+
 def _mailboxes(wrapper: Any) -> tuple[Mailbox, ...] | None:
-    if wrapper is None:
-        return None
-    return tuple(Mailbox(_text(b, "Name"), _text(b, "EmailAddress")) for b in wrapper)
+    """<t:ToRecipients> (Cc likewise): a <t:Mailbox> per recipient."""
+    return None if wrapper is None else tuple(_box(b) for b in wrapper)
 
 
 def ews_datetime(value: str | None) -> datetime | None:
