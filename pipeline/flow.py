@@ -8,9 +8,9 @@
 route out (the next stage, or `END`). Everything else is generic:
 
 - each stage has one bounded inbox (EMAILLOG_STAGE_QUEUE_MESSAGES); a worker takes a
-  micro-batch from it (sized by load: `runner.next_batch` waits to fill a batch only while
-  another of the stage's batches is in progress), runs the step with retries
-  (`runner.run_batch`) and hands each
+  micro-batch from it (sized by load, `runner.next_batch`: it waits to fill a batch only
+  while another of the stage's batches is in progress, or, at the first stage, while a busy
+  pipeline brings mail fast), runs the step with retries (`runner.run_batch`) and hands each
   result to the stage its route names, so a slow stage fills its inbox and blocks the ones
   before it: that backpressure reaches intake, which also waits for an in-flight slot;
 - an item that reaches `END` is finished by the ledger; an item whose step returned an

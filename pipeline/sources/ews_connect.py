@@ -201,9 +201,10 @@ def _read_environment_once(protocol: Any, url: str) -> None:
     """Sessions that read the proxy and CA-bundle variables once, when made.
 
     requests looks at the environment on every request (HTTP(S)_PROXY, NO_PROXY, the CA
-    bundle variables, ~/.netrc): at 100 messages a second, a twentieth of the service's
-    CPU went to iterating os.environ and stat()ing files. The same settings are applied to
-    each session when exchangelib makes it, then `trust_env` is off. The difference: the
+    bundle variables, ~/.netrc): in the profile at 100 messages a second, iterating
+    os.environ and stat()ing files took several percent of the service's busy time. The
+    same settings are applied to each session when exchangelib makes it, then `trust_env`
+    is off. The difference: the
     variables are read at start, not per request (and ~/.netrc is never read: exchangelib
     sends the credentials it is given)."""
     create = protocol.create_session

@@ -81,8 +81,8 @@ async def create_pool(url: str, *, max_size: int, timeout_seconds: float) -> asy
 async def _leave_as_is(conn: asyncpg.Connection) -> None:
     """The pool's reset on release: nothing beyond asyncpg's own (it rolls back an open
     transaction and drops listeners). asyncpg's default also sends "RESET ALL; UNLISTEN *;
-    CLOSE ALL; ..." to the server, one more round trip per transaction (a tenth of the
-    service's CPU at 100 messages a second). No code of ours leaves session state on a
+    CLOSE ALL; ..." to the server: one more round trip per transaction, on the hot path.
+    No code of ours leaves session state on a
     pooled connection: no SET (only SET LOCAL), no LISTEN (the directory watcher has its
     own connection), no advisory locks, no cursors outside a transaction."""
 
