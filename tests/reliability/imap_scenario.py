@@ -4,6 +4,7 @@ the folders through `DovecotFolders`)."""
 
 from __future__ import annotations
 
+import imaplib
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,9 @@ from tests.reliability.process import RELIABILITY_SETTINGS
 from tests.reliability.scenario import Scenario
 from tests.service.harness import QUEUE, service_settings
 
+#: How often the harness reads a folder before a server abort fails the test.
+READ_ATTEMPTS = 3
+
 
 class DovecotFolders:
     """`invariants.Folders` over Dovecot: items as {"id": "UIDVALIDITY:UID", "message_id"}."""
@@ -25,6 +29,17 @@ class DovecotFolders:
         self.server = server
 
     def list_items(self, mailbox: str, folder: str) -> list[dict[str, Any]]:
+        # A folder just recreated (the UIDVALIDITY test) can make Dovecot abort a read that
+        # races the service's own commands ("Mailbox was deleted under us"): read again.
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                return self._read(folder)
+            except imaplib.IMAP4.abort:
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _read(self, folder: str) -> list[dict[str, Any]]:
         with self.server.session() as client:
             typ, data = client.select(_quote(folder), readonly=True)
             assert typ == "OK", data
